@@ -1,0 +1,29 @@
+# The two set-up commands: `make demo` (the main job) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export PYTHONUNBUFFERED := 1
+
+.PHONY: venv test test-all test-web demo clean
+
+# (Re)create the virtual environment whenever requirements.txt changes.
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: venv
+	$(PY) -m pytest -q -m "not slow and not gpu"
+
+test-all: venv
+	$(PY) -m pytest -q -m "not gpu"
+
+demo: venv
+	$(PY) -m eval.demo --out runs/demo
+
+clean:
+	rm -rf runs/demo
