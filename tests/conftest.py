@@ -10,3 +10,41 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def write_pairs(split_dir, n: int, height: int = 64, width: int = 96, seed: int = 0) -> None:
+    """A tiny paired data set in the project's split layout (original/, bokeh/, depth/).
+
+    Independent of training.synth on purpose: the training tests must not depend on the scene
+    generator being right. The 'bokeh' target is a box blur of the photo where the depth is far.
+    """
+    from pathlib import Path
+
+    import numpy as np
+    from PIL import Image
+    from scipy.ndimage import uniform_filter
+
+    rng = np.random.default_rng(seed)
+    root = Path(split_dir)
+    for sub in ("original", "bokeh", "depth"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    yy, xx = np.mgrid[0:height, 0:width]
+    for i in range(n):
+        img = rng.random((height, width, 3)) * 0.5 + 0.25 * np.sin(xx / (3 + i))[..., None]
+        img = np.clip(img, 0, 1)
+        cy, cx = rng.integers(height // 4, 3 * height // 4), rng.integers(width // 4, 3 * width // 4)
+        near = ((yy - cy) ** 2 + (xx - cx) ** 2) < (min(height, width) // 4) ** 2
+        depth = np.where(near, 0.9, 0.2)
+        blurred = uniform_filter(img, size=(7, 7, 1))
+        target = np.where(near[..., None], img, blurred)
+        Image.fromarray((img * 255).astype(np.uint8)).save(root / "original" / f"{i}.png")
+        Image.fromarray((target * 255).astype(np.uint8)).save(root / "bokeh" / f"{i}.png")
+        Image.fromarray((depth * 65535).astype(np.uint16)).save(root / "depth" / f"{i}.png")
+
+
+@pytest.fixture
+def tiny_dataset(tmp_path):
+    root = tmp_path / "data"
+    write_pairs(root / "train", 6, seed=1)
+    write_pairs(root / "val", 2, seed=2)
+    return root

@@ -1,0 +1,244 @@
+"""Two-stage training of the Bokeh-Loss GAN (Lee et al., AIM 2022, §3.5 and §4.1) as one
+LightningModule. It only wires networks, losses, optimisers and logging together: the networks
+(`training.model`, `training.discriminator`) and the losses (`training.losses`) are plain modules.
+
+* Stage 1, "pretraining" (eq. 4):
+  0.5·L1 + 0.05·L_SSIM + 0.005·L_edgediff + 0.1·L_backblur + 0.005·L_foreedge.
+* Stage 2, "refinement" (eq. 5): 0.5·L1 + 0.1·L_VGG + 0.05·L_SSIM + 1·L_adv, where L_adv comes
+  from two PatchGAN critics of depth 3 and 5 trained jointly with WGAN-GP (§3.3, λ = 1).
+
+Which terms run is decided by the weights alone (a weight of 0 switches a term off), so one class
+serves both stages and every term's weight lives in the stage's YAML. Stage 2 starts from the
+stage-1 generator through ``init_generator`` (weights only: the stage-1 optimiser is not resumed).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.checkpoint import load_generator
+from training.model import NAFNet
+
+__all__ = ["BokehGAN"]
+
+
+class BokehGAN(L.LightningModule):
+    def __init__(
+        self,
+        # Generator (§3.1): NAFNet width 8, 36 NAFBlocks.
+        width: int = 8,
+        enc_blocks: tuple[int, ...] = (2, 2, 2, 20),
+        middle_blocks: int = 2,
+        dec_blocks: tuple[int, ...] = (2, 2, 2, 2),
+        # Loss weights (eq. 4 for stage 1, eq. 5 for stage 2). 0 switches a term off.
+        l1_weight: float = 0.5,
+        ssim_weight: float = 0.05,
+        edge_diff_weight: float = 0.005,
+        back_blur_weight: float = 0.1,
+        fore_edge_weight: float = 0.005,
+        vgg_weight: float = 0.0,
+        adv_weight: float = 0.0,
+        # Critics (§3.3): PatchGANs of depth 3 and 5, WGAN-GP with λ = 1.
+        disc_depths: tuple[int, ...] = (3, 5),
+        disc_base_channels: int = 64,
+        gp_weight: float = 1.0,
+        n_critic: int = 1,
+        # Optimisers (§4.1): Adam, lr 1e-4, betas (0, 0.9), for generator and critics.
+        lr: float = 1e-4,
+        disc_lr: float = 1e-4,
+        betas: tuple[float, float] = (0.0, 0.9),
+        # Start from these generator weights (stage 2 ← stage 1); weights only, no optimiser state.
+        init_generator: str | None = None,
+        # torchvision's vgg19-dcbb9e9d.pth; only needed when vgg_weight > 0.
+        vgg_weights: str | None = None,
+        num_sample_images: int = 4,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.generator = NAFNet(width, tuple(enc_blocks), middle_blocks, tuple(dec_blocks))
+        if init_generator:
+            src = load_generator(init_generator)
+            if src.arch.get("width", width) != width:
+                raise ValueError(f"init_generator {init_generator} has width {src.arch['width']}, config says {width}")
+            self.generator.load_state_dict(src.generator.state_dict())
+
+        from training.losses import (  # noqa: PLC0415 (kept local: losses pull in kornia)
+            BackgroundBlurLoss,
+            EdgeDifferenceLoss,
+            ForegroundEdgeLoss,
+            SSIMLoss,
+        )
+
+        self.l1 = nn.L1Loss()
+        self.ssim = SSIMLoss()
+        self.fore_edge = ForegroundEdgeLoss()
+        self.edge_diff = EdgeDifferenceLoss()
+        self.back_blur = BackgroundBlurLoss()
+        self.vgg: nn.Module | None = None
+        if vgg_weight > 0:
+            from training.losses import VGGPerceptualLoss  # noqa: PLC0415
+
+            self.vgg = VGGPerceptualLoss(vgg_weights)  # raises, naming vgg19-dcbb9e9d.pth, if absent
+
+        self.discriminator: nn.Module | None = None
+        if adv_weight > 0:
+            from training.discriminator import MultiScaleDiscriminator  # noqa: PLC0415
+
+            self.discriminator = MultiScaleDiscriminator(tuple(disc_depths), base_channels=disc_base_channels)
+            # Two optimisers stepping alternately: Lightning's manual optimisation (its GAN recipe).
+            self.automatic_optimization = False
+        # The resolved CLI config, set by training.__main__ and stored in every checkpoint.
+        self.training_config: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ inference
+    def forward(self, image: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        return self.generator(image, depth)
+
+    # ------------------------------------------------------------------ losses
+    def generator_losses(self, batch: dict[str, torch.Tensor], fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every enabled generator term, unweighted, under its paper name."""
+        hp = self.hparams
+        image, depth, target = batch["image"], batch["depth"], batch["target"]
+        # The depth map doubles as the greyscale saliency mask M of §3.4 (1 = near = in focus).
+        terms: dict[str, torch.Tensor] = {}
+        if hp.l1_weight:
+            terms["l1"] = self.l1(fake, target)
+        if hp.ssim_weight:
+            terms["ssim"] = self.ssim(fake, target)
+        if hp.fore_edge_weight:
+            terms["fore_edge"] = self.fore_edge(fake, depth)
+        if hp.edge_diff_weight:
+            # Eq. 2 compares the output's foreground edges with those of the sharp input photo:
+            # the in-focus subject of a bokeh image should keep the photo's edge strength.
+            terms["edge_diff"] = self.edge_diff(fake, image, depth)
+        if hp.back_blur_weight:
+            terms["back_blur"] = self.back_blur(fake, depth)
+        if self.vgg is not None:
+            terms["vgg"] = self.vgg(fake, target)
+        return terms
+
+    def _weighted(self, terms: dict[str, torch.Tensor]) -> torch.Tensor:
+        hp = self.hparams
+        weights = {
+            "l1": hp.l1_weight,
+            "ssim": hp.ssim_weight,
+            "fore_edge": hp.fore_edge_weight,
+            "edge_diff": hp.edge_diff_weight,
+            "back_blur": hp.back_blur_weight,
+            "vgg": hp.vgg_weight,
+            "g_adv": hp.adv_weight,
+        }
+        return sum(weights[k] * v for k, v in terms.items())
+
+    def _critic(self, photo: torch.Tensor, candidate: torch.Tensor) -> list[torch.Tensor]:
+        # Conditional critics (pix2pix): they judge the bokeh image together with its input photo.
+        return self.discriminator(candidate, photo)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        if self.discriminator is None:
+            fake = self.generator(batch["image"], batch["depth"])
+            terms = self.generator_losses(batch, fake)
+            loss = self._weighted(terms)
+            self._log_train(terms, loss, batch["image"].shape[0])
+            return loss
+        self._adversarial_step(batch)
+        return None
+
+    def _adversarial_step(self, batch: dict[str, torch.Tensor]) -> None:
+        from training.losses import critic_loss, generator_adversarial_loss, gradient_penalty  # noqa: PLC0415
+
+        hp = self.hparams
+        opt_g, opt_d = self.optimizers()
+        image, depth, target = batch["image"], batch["depth"], batch["target"]
+        n = image.shape[0]
+        fake = self.generator(image, depth)
+
+        # Critic update(s) on the detached output (WGAN-GP, Gulrajani et al. Alg. 1).
+        self.toggle_optimizer(opt_d)
+        for _ in range(hp.n_critic):
+            d_wgan = critic_loss(self._critic(image, target), self._critic(image, fake.detach()))
+            gp = gradient_penalty(self.discriminator, target, fake.detach(), image, weight=hp.gp_weight)
+            opt_d.zero_grad(set_to_none=True)
+            self.manual_backward(d_wgan + gp)
+            opt_d.step()
+        self.untoggle_optimizer(opt_d)
+
+        # Generator update: reconstruction terms + adversarial term.
+        self.toggle_optimizer(opt_g)
+        terms = self.generator_losses(batch, fake)
+        terms["g_adv"] = generator_adversarial_loss(self._critic(image, fake))
+        loss = self._weighted(terms)
+        opt_g.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        opt_g.step()
+        self.untoggle_optimizer(opt_g)
+
+        self._log_train(terms, loss, n)
+        self.log_dict({"train/d_wgan": d_wgan.detach(), "train/gp": gp.detach()}, batch_size=n)
+
+    def _log_train(self, terms: dict[str, torch.Tensor], loss: torch.Tensor, n: int) -> None:
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=n)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=n)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        betas = tuple(float(b) for b in hp.betas)  # torch rejects (0, 0.9) with an int 0
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr, betas=betas)
+        if self.discriminator is None:
+            return opt_g
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.disc_lr, betas=betas)
+        return [opt_g, opt_d]
+
+    # ------------------------------------------------------------------ validation
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        from eval.metrics import psnr, ssim  # noqa: PLC0415 (same metrics as `python -m eval`)
+
+        fake = self.generator(batch["image"], batch["depth"]).float().clamp(0, 1)
+        target = batch["target"].float()
+        n = fake.shape[0]
+        self.log("val/l1", F.l1_loss(fake, target), batch_size=n, sync_dist=True)
+        self.log("val/psnr", psnr(fake, target).mean(), prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("val/ssim", ssim(fake, target).mean(), batch_size=n, sync_dist=True)
+        if batch_idx < self.hparams.num_sample_images and self.trainer.is_global_zero:
+            self._samples.append(torch.cat([batch["image"][:1], fake[:1], target[:1]], dim=3).cpu())
+
+    def on_validation_epoch_start(self) -> None:
+        self._samples: list[torch.Tensor] = []
+
+    def on_validation_epoch_end(self) -> None:
+        if not self._samples or self.trainer.sanity_checking:
+            return
+        self._write_samples(self._samples)
+
+    def _write_samples(self, samples: list[torch.Tensor]) -> None:
+        """Input | output | ground truth rows, as a PNG beside the logs and in TensorBoard."""
+        from PIL import Image  # noqa: PLC0415
+
+        width = max(s.shape[3] for s in samples)
+        grid = torch.cat([F.pad(s, (0, width - s.shape[3])) for s in samples], dim=2)[0]  # (3, ΣH, W)
+        log_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+        out = log_dir / "samples" / f"step{self.global_step:07d}.png"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        arr = (grid.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
+        tmp = out.with_suffix(".tmp.png")
+        Image.fromarray(arr).save(tmp)
+        tmp.replace(out)
+        experiment = getattr(self.logger, "experiment", None)
+        if hasattr(experiment, "add_image"):
+            experiment.add_image("val/samples", grid.clamp(0, 1), self.global_step)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Exported models record the config they were trained with (export/manifest.py).
+        checkpoint["config"] = self.training_config
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.training_config = checkpoint.get("config", {}) or {}
+
