@@ -23,6 +23,12 @@ venv: $(VENV)/.installed
 test: venv
 	$(PY) -m pytest -q -m "not slow and not gpu"
 
+# The browser end-to-end test needs Debian's chromium and web_demo/node_modules; without them it
+# skips and names this script. `.ci/run` runs it before `make test`.
+test-web: venv
+	bash web_demo/setup.sh
+	$(PY) -m pytest -q -m "not slow and not gpu" tests/test_web.py
+
 test-all: venv
 	$(PY) -m pytest -q -m "not gpu"
 

@@ -1,0 +1,151 @@
+package org.bokehgan.demo
+
+import android.content.Context
+import org.json.JSONArray
+import org.json.JSONObject
+
+/** One tensor as the app expects it (from assets/model_spec.json). */
+data class TensorSpec(
+    val name: String,
+    val channels: Int,
+    val layout: String,
+    val dtype: String,
+    val range: Pair<Float, Float>,
+    /** "normalisation" for inputs, "postprocess" for outputs: the manifest must say the same. */
+    val convention: String,
+)
+
+/** The optional monocular depth model (DPT/MiDaS-style) bundled as depth.tflite. */
+data class DepthModelSpec(val asset: String, val mean: FloatArray, val std: FloatArray)
+
+/**
+ * What the app expects of an exported model: asset names, tensor names, layout, dtype, value
+ * ranges. Read from `assets/model_spec.json`, the file that the `copyModel` Gradle task and
+ * `tests/test_android_manifest.py` read too, so the three cannot drift apart silently.
+ */
+class ModelSpec private constructor(json: JSONObject) {
+    val manifestAsset: String = json.getString("manifest_asset")
+    val manifestFormatVersion: Int = json.getInt("manifest_format_version")
+    private val modelFilePattern: String = json.getString("model_file_pattern")
+    val precisions: List<String> = json.getJSONArray("precisions").strings()
+    val sizeMultiple: Int = json.getInt("size_multiple")
+    val inputs: List<TensorSpec> = json.getJSONArray("inputs").objects().map { it.tensorSpec("normalisation") }
+    val outputs: List<TensorSpec> = json.getJSONArray("outputs").objects().map { it.tensorSpec("postprocess") }
+    val depthModel: DepthModelSpec = json.getJSONObject("depth_model").let {
+        DepthModelSpec(it.getString("asset"), it.getJSONArray("input_mean").floats(), it.getJSONArray("input_std").floats())
+    }
+
+    val image: TensorSpec get() = inputs.first { it.channels == 3 }
+    val depth: TensorSpec get() = inputs.first { it.channels == 1 }
+    val output: TensorSpec get() = outputs.single()
+
+    fun modelFile(precision: String): String = modelFilePattern.replace("{precision}", precision)
+
+    companion object {
+        const val ASSET = "model_spec.json"
+
+        fun load(context: Context): ModelSpec =
+            ModelSpec(JSONObject(context.assets.open(ASSET).bufferedReader().use { it.readText() }))
+    }
+}
+
+/**
+ * The exporter's `manifest.json` (bundled by the `copyModel` task), checked against [ModelSpec]
+ * when it is read: a model that does not match what the app feeds fails here with a message
+ * naming the file and the field, not later with a shape error inside the interpreter.
+ */
+class ExportManifest private constructor(json: JSONObject, spec: ModelSpec, bundledFiles: Set<String>) {
+    val name: String = json.optString("name", "?")
+    val converter: String = json.optString("converter", "?")
+    val height: Int
+    val width: Int
+    /** Precisions whose .tflite file is in the APK, in the spec's order. */
+    val bundledPrecisions: List<String>
+    /** manifest.variants[precision].gpu_compatible, as measured by the exporter. */
+    val gpuCompatible: Map<String, Boolean>
+
+    init {
+        val where = spec.manifestAsset
+        fun fail(msg: String): Nothing = throw IllegalStateException("$where: $msg")
+
+        val version = json.optInt("format_version", -1)
+        if (version != spec.manifestFormatVersion) {
+            fail("format_version $version, the app reads ${spec.manifestFormatVersion}")
+        }
+        val sizes = mutableSetOf<Pair<Int, Int>>()
+        fun check(list: JSONArray?, expected: TensorSpec, conventionKey: String) {
+            val t = list?.objects()?.firstOrNull { it.optString("name") == expected.name }
+                ?: fail("no tensor named \"${expected.name}\"")
+            val label = "tensor \"${expected.name}\""
+            if (t.optString("layout") != expected.layout) fail("$label: layout ${t.optString("layout")}, the app feeds ${expected.layout}")
+            if (t.optString("dtype") != expected.dtype) fail("$label: dtype ${t.optString("dtype")}, the app feeds ${expected.dtype}")
+            val range = t.optJSONArray("range")?.floats()
+            if (range == null || range.size != 2 || range[0] != expected.range.first || range[1] != expected.range.second) {
+                fail("$label: range ${t.opt("range")}, the app uses [${expected.range.first}, ${expected.range.second}]")
+            }
+            if (t.optString(conventionKey).normalised() != expected.convention.normalised()) {
+                fail("$label: $conventionKey \"${t.optString(conventionKey)}\", the app does \"${expected.convention}\"")
+            }
+            val shape = t.optJSONArray("shape")?.ints() ?: fail("$label: no shape")
+            // NHWC, batch 1 (the layout check above makes this the only case).
+            if (shape.size != 4 || shape[0] != 1 || shape[3] != expected.channels) {
+                fail("$label: shape ${shape.contentToString()}, expected [1, H, W, ${expected.channels}]")
+            }
+            if (shape[1] % spec.sizeMultiple != 0 || shape[2] % spec.sizeMultiple != 0) {
+                fail("$label: ${shape[1]}x${shape[2]} is not a multiple of ${spec.sizeMultiple}")
+            }
+            sizes += shape[1] to shape[2]
+        }
+        spec.inputs.forEach { check(json.optJSONArray("inputs"), it, "normalisation") }
+        spec.outputs.forEach { check(json.optJSONArray("outputs"), it, "postprocess") }
+        if (sizes.size != 1) fail("inputs and outputs differ in size: $sizes")
+        height = sizes.single().first
+        width = sizes.single().second
+
+        val variants = json.optJSONObject("variants") ?: fail("no variants")
+        bundledPrecisions = spec.precisions.filter { p ->
+            val v = variants.optJSONObject(p) ?: return@filter false
+            if (v.optString("file") != spec.modelFile(p)) {
+                fail("variants.$p.file is \"${v.optString("file")}\", the app looks for \"${spec.modelFile(p)}\"")
+            }
+            spec.modelFile(p) in bundledFiles
+        }
+        if (bundledPrecisions.isEmpty()) {
+            fail("none of ${spec.precisions.map(spec::modelFile)} is in the APK's assets (run the copyModel task)")
+        }
+        gpuCompatible = bundledPrecisions.associateWith { variants.getJSONObject(it).optBoolean("gpu_compatible", true) }
+    }
+
+    companion object {
+        fun load(context: Context, spec: ModelSpec): ExportManifest {
+            val text = try {
+                context.assets.open(spec.manifestAsset).bufferedReader().use { it.readText() }
+            } catch (e: java.io.IOException) {
+                throw IllegalStateException(
+                    "${spec.manifestAsset} is not in the APK: build with -PbokehModel=<folder of tflite_models/>", e,
+                )
+            }
+            val files = context.assets.list("")?.toSet().orEmpty()
+            return ExportManifest(JSONObject(text), spec, files)
+        }
+    }
+}
+
+private fun String.normalised(): String = trim().lowercase().replace(Regex("\\s+"), " ")
+
+private fun JSONArray.objects(): List<JSONObject> = (0 until length()).map { getJSONObject(it) }
+private fun JSONArray.strings(): List<String> = (0 until length()).map { getString(it) }
+private fun JSONArray.ints(): IntArray = IntArray(length()) { getInt(it) }
+private fun JSONArray.floats(): FloatArray = FloatArray(length()) { getDouble(it).toFloat() }
+
+private fun JSONObject.tensorSpec(conventionKey: String): TensorSpec {
+    val range = getJSONArray("range").floats()
+    return TensorSpec(
+        name = getString("name"),
+        channels = getInt("channels"),
+        layout = getString("layout"),
+        dtype = getString("dtype"),
+        range = range[0] to range[1],
+        convention = getString(conventionKey),
+    )
+}

@@ -1,0 +1,217 @@
+"""End-to-end test of the web demo (web_demo/): headless Chromium runs the page, LiteRT.js runs the
+.tflite file, and the page's output must match the Python TFLite interpreter on the same input
+(PSNR >= 40 dB).
+
+Two models, both built at the size of the bundled samples so that no resampling happens in the
+browser and the reference sees exactly the pixels the page decoded:
+
+* ``tiny``: the real exporter (``python -m export``) on a tiny random NAFNet, fp32 and fp16;
+* ``fixture``: ``web_demo/fixture_model.py`` (a TF-built depth-weighted blur with the same
+  interface, manifest written by the exporter's own ``export.manifest``), whose output looks like
+  bokeh: it makes the README screenshot.
+
+The pre-processing is checked on its own too: the float inputs the page fed must equal the PNG
+values read with Pillow. Needs Debian's ``chromium``, ``node`` and ``web_demo/node_modules``
+(``bash web_demo/setup.sh`` installs them); skipped with that message otherwise. Set
+``BOKEH_WEB_SCREENSHOT=docs/web_demo.png`` to refresh the README's screenshot.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+REPO = Path(__file__).resolve().parent.parent
+WEB = REPO / "web_demo"
+CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+NODE = shutil.which("node")
+SETUP_HINT = "run `bash web_demo/setup.sh` (apt-get install chromium; npm ci in web_demo/)"
+
+_missing = [
+    what for what, ok in (
+        (f"Chromium ({CHROMIUM})", Path(CHROMIUM).exists()),
+        ("node", NODE is not None),
+        ("web_demo/node_modules/@litertjs/core", (WEB / "node_modules/@litertjs/core/wasm").is_dir()),
+        ("web_demo/node_modules/playwright-core", (WEB / "node_modules/playwright-core").is_dir()),
+    ) if not ok
+]
+pytestmark = pytest.mark.skipif(bool(_missing), reason=f"missing {', '.join(_missing)}: {SETUP_HINT}")
+
+PSNR_MIN_DB = 40.0
+SAMPLE = "1"  # the person-like figure: the screenshot in web_demo/README.md
+PAGE_TIMEOUT_S = 90
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR in dB for images in [0, 1] (data range 1), written out here as the reference formula."""
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+@pytest.fixture(scope="module")
+def samples() -> dict:
+    return json.loads((WEB / "samples" / "index.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory, samples) -> Path:
+    from web_demo.fixture_model import build_fixture, export_tiny_generator, write_json_atomic
+
+    root = tmp_path_factory.mktemp("tflite_models")
+    size = tuple(samples["size"])
+    # The real chain (python -m export: PyTorch -> ONNX -> onnx2tf -> TFLite, with its gates) on a
+    # tiny random generator, ~25-50 s on 2 cores; and the TF-built fixture (~8 s), whose
+    # depth-weighted blur makes the README screenshot look like bokeh.
+    export_tiny_generator(root / "tiny", size=size, precisions=("fp32", "fp16"))
+    fixture = build_fixture(root / "fixture", size=size, precisions=("fp32",))
+
+    # Two broken copies, to prove the page checks what it is given instead of running anyway.
+    manifest = json.loads((fixture / "manifest.json").read_text())
+    for name, edit in (("bad_name", "name"), ("bad_shape", "shape")):
+        d = root / name
+        d.mkdir()
+        shutil.copy(fixture / "bokeh_fp32.tflite", d / "bokeh_fp32.tflite")
+        m = json.loads(json.dumps(manifest))
+        if edit == "name":
+            m["inputs"][1]["name"] = "disparity"  # the app and page expect "depth"
+        else:  # self-consistent, but 16 rows taller than the .tflite file's tensors
+            for t in m["inputs"] + m["outputs"]:
+                t["shape"][1] += 16
+        write_json_atomic(d / "manifest.json", m)
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(models_dir):
+    from web_demo.serve import serve_in_thread
+
+    srv, base = serve_in_thread(models_dir=models_dir)
+    yield base
+    srv.shutdown()
+    srv.server_close()
+
+
+def _decode(b64: str, dtype) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(b64), dtype=dtype)
+
+
+def run_page(base: str, query: str, tmp_path: Path, screenshot: Path | None = None, bench: bool = False) -> dict:
+    out = tmp_path / "result.json"
+    cmd = [NODE, str(WEB / "e2e.mjs"), "--url", f"{base}/web_demo/index.html?{query}",
+           "--out", str(out), "--timeout", str(PAGE_TIMEOUT_S), "--chromium", CHROMIUM]
+    if screenshot is not None:
+        cmd += ["--screenshot", str(screenshot)]
+    if bench:
+        cmd.append("--bench")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PAGE_TIMEOUT_S + 60, cwd=REPO)
+    if not out.exists():
+        pytest.fail(f"e2e.mjs wrote no result (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(out.read_text())
+
+
+def _sample_inputs(samples: dict, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
+    entry = next(s for s in samples["samples"] if s["id"] == sample_id)
+    image = np.asarray(Image.open(WEB / "samples" / entry["image"]).convert("RGB"), np.float32) / 255.0
+    depth_img = Image.open(WEB / "samples" / entry["depth"])
+    # 8-bit grayscale as bundled; a 16-bit PNG would be divided by 65535 by the Python pipeline
+    # but reduced to 8 bits by the browser, which is why the samples are 8-bit.
+    assert depth_img.mode == "L", f"{entry['depth']}: expected 8-bit grayscale, got mode {depth_img.mode}"
+    depth = np.asarray(depth_img, np.float32)[..., None] / 255.0
+    return image[None], depth[None]
+
+
+@pytest.mark.parametrize(("model", "precision"), [("tiny", "fp32"), ("tiny", "fp16"), ("fixture", "fp32")])
+def test_page_output_matches_tflite_interpreter(model, precision, server, models_dir, samples, tmp_path):
+    from web_demo.fixture_model import run_tflite
+
+    shot = tmp_path / "page.png"
+    screenshot_run = model == "fixture"
+    r = run_page(server, f"model={model}&precision={precision}&accelerator=wasm&sample={SAMPLE}", tmp_path, shot,
+                 bench=screenshot_run)
+    assert r["ok"], f"page failed: {r['error']}\n" + "\n".join(r.get("console", []))
+    assert r["error"] is None, r["error"]
+    assert r["accelerator"] == "wasm" and (r["model"], r["precision"]) == (model, precision)
+    assert r["layout"] == "NHWC"
+    n, h, w, c = r["output_shape"]
+    assert (h, w) == tuple(samples["size"]) and c == 3
+
+    # Pre-processing: the page fed exactly the PNG values (no colour management, no resampling).
+    image, depth = _sample_inputs(samples, SAMPLE)
+    page_image = _decode(r["image_b64"], np.float32).reshape(image.shape)
+    page_depth = _decode(r["depth_b64"], np.float32).reshape(depth.shape)
+    np.testing.assert_allclose(page_image, image, atol=1e-6)
+    np.testing.assert_allclose(page_depth, depth, atol=1e-6)
+
+    # Inference: LiteRT.js (WASM, XNNPACK) vs the Python TFLite interpreter on the same file.
+    ref = run_tflite(models_dir / model / f"bokeh_{precision}.tflite", {"image": image, "depth": depth})["bokeh"]
+    page_out = _decode(r["output_b64"], np.float32).reshape(ref.shape)
+    ref01, page01 = np.clip(ref, 0, 1), np.clip(page_out, 0, 1)
+    assert psnr(page01, ref01) >= PSNR_MIN_DB, f"page vs interpreter: {psnr(page01, ref01):.1f} dB"
+    # The comparison means something only if the model changed the photo noticeably.
+    assert psnr(ref01, image) < 35.0, "model output is (nearly) the input; the test would prove nothing"
+
+    # Post-processing: the "after" canvas shows clamp(output) * 255.
+    rgba = _decode(r["after_rgba_b64"], np.uint8).reshape(h, w, 4)
+    shown = rgba[..., :3].astype(np.float32)[None] / 255.0
+    assert psnr(shown, ref01) >= PSNR_MIN_DB, f"canvas vs interpreter: {psnr(shown, ref01):.1f} dB"
+    assert (rgba[..., 3] == 255).all()
+
+    if screenshot_run:  # Benchmark: 10 runs after 2 warm-up, median <= p90
+        b = r["benchmark"]
+        assert (b["runs"], b["warmup"]) == (10, 2) and 0 < b["median_ms"] <= b["p90_ms"], b
+
+    assert shot.stat().st_size > 10_000, "screenshot is (nearly) empty"
+    target = os.environ.get("BOKEH_WEB_SCREENSHOT")
+    if target and screenshot_run:
+        dst = Path(target) if Path(target).is_absolute() else REPO / target
+        fd, tmp = tempfile.mkstemp(dir=dst.parent, suffix=".png")
+        os.close(fd)
+        Image.open(shot).convert("RGB").save(tmp, format="PNG", optimize=True)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dst)
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("bad_name", 'no input named "depth"'),
+        ("bad_shape", "manifest says float32"),
+        ("no_such_model", "HTTP 404"),
+    ],
+)
+def test_page_rejects_inconsistent_model(model, message, server, tmp_path):
+    r = run_page(server, f"model={model}&precision=fp32&sample=0", tmp_path)
+    assert not r["ok"]
+    assert message in (r["error"] or ""), r["error"]
+
+
+@pytest.mark.slow
+def test_page_runs_nchw_export(server, models_dir, samples, tmp_path):
+    """An onnx-tf export keeps NCHW ([1, 3, H, W]): the page packs and unpacks by the manifest's layout."""
+    from web_demo.fixture_model import export_tiny_generator, run_tflite
+
+    export_tiny_generator(models_dir / "nchw", size=tuple(samples["size"]), precisions=("fp32",),
+                          converter="onnx-tf")
+    r = run_page(server, f"model=nchw&precision=fp32&accelerator=wasm&sample={SAMPLE}", tmp_path)
+    assert r["ok"], f"page failed: {r['error']}\n" + "\n".join(r.get("console", []))
+    assert r["layout"] == "NCHW"
+    image, depth = _sample_inputs(samples, SAMPLE)
+    nchw = {"image": image.transpose(0, 3, 1, 2).copy(), "depth": depth.transpose(0, 3, 1, 2).copy()}
+    np.testing.assert_allclose(_decode(r["image_b64"], np.float32).reshape(nchw["image"].shape), nchw["image"], atol=1e-6)
+    ref = run_tflite(models_dir / "nchw" / "bokeh_fp32.tflite", nchw)["bokeh"]
+    page_out = _decode(r["output_b64"], np.float32).reshape(ref.shape)
+    assert psnr(np.clip(page_out, 0, 1), np.clip(ref, 0, 1)) >= PSNR_MIN_DB
+    h, w = samples["size"]
+    shown = _decode(r["after_rgba_b64"], np.uint8).reshape(h, w, 4)[..., :3].astype(np.float32) / 255.0
+    assert psnr(shown, np.clip(ref[0].transpose(1, 2, 0), 0, 1)) >= PSNR_MIN_DB

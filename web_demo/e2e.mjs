@@ -1,0 +1,106 @@
+// Drive the demo page in Debian's headless Chromium (no browser download) and dump what it did.
+//
+//   node web_demo/e2e.mjs --url 'http://127.0.0.1:8000/web_demo/index.html?model=fixture&sample=0' \
+//        [--out result.json] [--screenshot page.png] [--timeout 90] [--bench]
+//
+// Prints (or writes to --out) one JSON object: {ok, error, accelerator, threads, timings, shapes,
+// output_b64 (float32 model output), image_b64 / depth_b64 (the float32 inputs the page fed),
+// after_rgba_b64 (the "after" canvas' RGBA bytes), console (browser log lines)}.
+// tests/test_web.py runs it and compares the output with the Python TFLite interpreter.
+
+import {writeFileSync, mkdtempSync, rmSync, existsSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import {join} from 'node:path';
+import {parseArgs} from 'node:util';
+import {chromium} from 'playwright-core';
+
+const {values: args} = parseArgs({
+  options: {
+    url: {type: 'string'},
+    out: {type: 'string'},
+    screenshot: {type: 'string'},
+    timeout: {type: 'string', default: '90'},
+    bench: {type: 'boolean', default: false},
+    chromium: {type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium'},
+  },
+});
+if (!args.url) {
+  console.error('usage: node web_demo/e2e.mjs --url URL [--out FILE] [--screenshot FILE]');
+  process.exit(2);
+}
+if (!existsSync(args.chromium)) {
+  console.error(`${args.chromium}: no Chromium there (apt-get install chromium, or set CHROMIUM=...)`);
+  process.exit(3);
+}
+
+// Without the networking flags Chromium keeps trying to reach Google services, and on a closed
+// network those connections are refused and slow everything down. --disable-gpu: CI has no GPU,
+// so the page runs LiteRT.js on WebAssembly.
+const flags = [
+  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-default-apps', '--disable-extensions',
+];
+const profile = mkdtempSync(join(tmpdir(), 'bokeh-chromium-'));
+const timeoutMs = Number(args.timeout) * 1000;
+const log = [];
+let browser;
+let result = {ok: false, error: 'did not finish'};
+try {
+  // A persistent context so the profile is a fresh --user-data-dir that we remove afterwards.
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: args.chromium,
+    headless: true,
+    args: flags,
+    viewport: {width: 1100, height: 820},
+    deviceScaleFactor: 1,
+  });
+  browser = context;
+  const page = context.pages()[0] ?? await context.newPage();
+  page.on('console', (m) => log.push(`[${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
+  page.on('requestfailed', (r) => log.push(`[requestfailed] ${r.url()} ${r.failure()?.errorText}`));
+  await page.goto(args.url, {waitUntil: 'load', timeout: timeoutMs});
+  await page.waitForFunction(() => window.__bokehResult || window.__bokehError, null,
+                             {timeout: timeoutMs, polling: 100});
+  if (args.bench) {
+    await page.evaluate(() => window.__bokeh.benchmark());
+  }
+  result = await page.evaluate(() => {
+    const b64 = (typed) => {
+      const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+      let s = '';
+      for (let i = 0; i < bytes.length; i += 0x8000) {
+        s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+      }
+      return btoa(s);
+    };
+    const r = window.__bokehResult;
+    if (!r) return {ok: false, error: window.__bokehError ?? 'no result'};
+    const after = document.getElementById('after');
+    const rgba = after.getContext('2d').getImageData(0, 0, after.width, after.height).data;
+    return {
+      ok: true, error: window.__bokehError ?? null,
+      model: r.model, precision: r.precision, accelerator: r.accelerator, threads: r.threads,
+      crossOriginIsolated: self.crossOriginIsolated,
+      timings: r.timings, benchmark: window.__bokehBenchmark ?? null,
+      layout: r.layout, output_shape: r.outputShape,
+      after_size: [after.height, after.width],
+      output_b64: b64(r.output), image_b64: b64(r.image), depth_b64: b64(r.depth),
+      after_rgba_b64: b64(rgba),
+    };
+  });
+  if (args.screenshot) {
+    await page.screenshot({path: args.screenshot, fullPage: true});
+  }
+} catch (e) {
+  result = {ok: false, error: String(e?.message ?? e)};
+} finally {
+  if (browser) await browser.close().catch(() => {});
+  rmSync(profile, {recursive: true, force: true});
+}
+result.console = log;
+const text = JSON.stringify(result);
+if (args.out) writeFileSync(args.out, text);
+else process.stdout.write(text + '\n');
+process.exit(result.ok ? 0 : 1);

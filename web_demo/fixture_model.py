@@ -1,0 +1,321 @@
+"""A tiny stand-in for an exported bokeh model, for tests and for trying the demos without training.
+
+It has exactly the interface that ``python -m export`` gives the real generator (Bokeh-Loss GAN,
+Lee et al., AIM 2022, §3.1: ``G(image, depth) -> bokeh``) and a manifest in the shared
+``tflite_models/<name>/manifest.json`` schema, so the web page, the Android app and their tests
+can be exercised on a machine that has no trained checkpoint:
+
+* inputs ``image`` [1, H, W, 3] and ``depth`` [1, H, W, 1], float32 in [0, 1], NHWC
+  (depth is normalised disparity, 1 = near);
+* output ``bokeh`` [1, H, W, 3], float32, not clamped.
+
+The network is not the GAN: it is a classical depth-weighted blur plus a small random
+convolution branch, ``bokeh = image + (1 - depth) * (gauss(image) - image) + 0.05 * conv(conv([image,
+depth]))``. The blur makes the output *look* like bokeh (far = blurred) so a screenshot says
+something; the random branch makes sure CONV_2D, concatenation and the residual add of the real
+graph are exercised and that a wrong input order or layout changes the output.
+
+``export_tiny_generator`` is the other fixture: the real pipeline (``python -m export``) on a
+tiny randomly initialised NAFNet (25-60 s on two cores), for the tests of the real chain.
+
+Usage::
+
+    python web_demo/fixture_model.py --out /tmp/tflite_models/fixture --size 192x288
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["build_fixture", "export_tiny_generator", "run_tflite", "tflite_io_details", "write_json_atomic"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _gaussian_kernel(size: int, sigma: float) -> np.ndarray:
+    ax = np.arange(size, dtype=np.float64) - (size - 1) / 2
+    g = np.exp(-(ax**2) / (2 * sigma**2))
+    k2 = np.outer(g, g)
+    return (k2 / k2.sum()).astype(np.float32)
+
+
+def _build_keras(height: int, width: int, seed: int):
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(seed)
+    image = tf.keras.Input(shape=(height, width, 3), batch_size=1, name="image")
+    depth = tf.keras.Input(shape=(height, width, 1), batch_size=1, name="depth")
+
+    # Fixed Gaussian, one per channel: DEPTHWISE_CONV_2D, which every TFLite delegate supports.
+    # Mirror padding first, so the borders are not darkened by zeros.
+    k = _gaussian_kernel(9, 3.0)
+    padded = tf.keras.layers.Lambda(lambda t: tf.pad(t, [[0, 0], [4, 4], [4, 4], [0, 0]], "REFLECT"))(image)
+    gauss = tf.keras.layers.DepthwiseConv2D(9, padding="valid", use_bias=False, name="gauss")
+    blurred = gauss(padded)
+    gauss.set_weights([np.repeat(k[:, :, None, None], 3, axis=2)])
+
+    x = tf.keras.layers.Concatenate(axis=-1)([image, depth])  # (1, H, W, 4): RGB + depth
+    x = tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = tf.keras.layers.Conv2D(3, 3, padding="same")(x)
+
+    far = tf.keras.layers.Lambda(lambda d: 1.0 - d)(depth)  # 1 = near, so far gets the blur
+    blur_term = tf.keras.layers.Multiply()([far, tf.keras.layers.Subtract()([blurred, image])])
+    refine = tf.keras.layers.Rescaling(0.05)(x)
+    bokeh = tf.keras.layers.Add(name="bokeh")([image, blur_term, refine])
+    return tf.keras.Model(inputs=[image, depth], outputs=bokeh)
+
+
+def tflite_io_details(model_path: str | os.PathLike) -> dict:
+    """Signature-level names, shapes and dtypes of a .tflite file, read with the TFLite interpreter.
+
+    Returns ``{"inputs": [{"name", "tensor_name", "shape", "dtype"}...], "outputs": [...]}`` in
+    the model's own tensor order. ``name`` is the signature key (what LiteRT's signature runners
+    and the manifest use); when the file has no signature it falls back to the tensor name with
+    the converter's ``serving_default_`` prefix and ``:0`` suffix removed.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(model_path))
+    sigs = interp.get_signature_list()
+    by_index: dict[int, str] = {}
+    if sigs:
+        key = next(iter(sigs))
+        runner = interp.get_signature_runner(key)
+        for kind, details in (("in", runner.get_input_details()), ("out", runner.get_output_details())):
+            for sig_name, d in details.items():
+                by_index[(kind, d["index"])] = sig_name
+
+    def _clean(tensor_name: str) -> str:
+        n = tensor_name.split(":")[0]
+        return n[len("serving_default_"):] if n.startswith("serving_default_") else n
+
+    out = {}
+    for kind, details in (("in", interp.get_input_details()), ("out", interp.get_output_details())):
+        out["inputs" if kind == "in" else "outputs"] = [
+            {
+                "name": by_index.get((kind, d["index"]), _clean(d["name"])),
+                "tensor_name": d["name"],
+                "shape": [int(s) for s in d["shape"]],
+                "dtype": np.dtype(d["dtype"]).name,
+            }
+            for d in details
+        ]
+    return out
+
+
+def run_tflite(model_path: str | os.PathLike, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Run a .tflite file on named inputs with the Python TFLite interpreter (the reference)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(model_path))
+    sigs = interp.get_signature_list()
+    if sigs:
+        runner = interp.get_signature_runner(next(iter(sigs)))
+        return {k: np.asarray(v) for k, v in runner(**inputs).items()}
+    interp.allocate_tensors()
+    io_details = tflite_io_details(model_path)
+    for d, spec in zip(interp.get_input_details(), io_details["inputs"]):
+        interp.set_tensor(d["index"], inputs[spec["name"]])
+    interp.invoke()
+    return {
+        spec["name"]: interp.get_tensor(d["index"])
+        for d, spec in zip(interp.get_output_details(), io_details["outputs"])
+    }
+
+
+def write_json_atomic(path: Path, obj: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def _write_bytes_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the files are served and copied by other users
+    os.replace(tmp, path)
+
+
+def _op_census(model_path: Path) -> dict[str, int]:
+    import tensorflow as tf
+
+    interp = tf.lite.Interpreter(model_path=str(model_path))
+    census: dict[str, int] = {}
+    for op in interp._get_ops_details():  # private but stable since TF 2.5; no public equivalent
+        census[op["op_name"]] = census.get(op["op_name"], 0) + 1
+    return dict(sorted(census.items()))
+
+
+def _gpu_compatible(model_content: bytes) -> bool:
+    import tensorflow as tf
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        tf.lite.experimental.Analyzer.analyze(model_content=model_content, gpu_compatibility=True)
+    return "compatible with GPU delegate" in buf.getvalue() and "not compatible" not in buf.getvalue()
+
+
+def build_fixture(
+    out_dir: str | os.PathLike,
+    size: tuple[int, int] = (192, 288),
+    name: str = "fixture",
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
+    seed: int = 0,
+) -> Path:
+    """Build the stand-in model at ``size`` (H, W), convert it, write ``manifest.json``; return out_dir."""
+    import tensorflow as tf
+
+    height, width = size
+    if height % 16 or width % 16:
+        raise ValueError(f"size {height}x{width}: H and W must be multiples of 16, as for the generator")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = _build_keras(height, width, seed)
+
+    rng = np.random.default_rng(seed)
+    probe = {
+        "image": rng.random((1, height, width, 3), dtype=np.float32),
+        "depth": rng.random((1, height, width, 1), dtype=np.float32),
+    }
+    keras_out = model({"image": probe["image"], "depth": probe["depth"]}).numpy()
+
+    from export.manifest import variant_entry
+
+    variants = {}
+    for precision in precisions:
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        if precision == "fp16":
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            conv.target_spec.supported_types = [tf.float16]
+        elif precision == "int8":
+            # Full-integer kernels with float32 I/O (QUANTIZE/DEQUANTIZE at the ends), so the app
+            # and page feed float32 for every variant. The fixture's weights are too small for
+            # dynamic-range quantisation to touch them, hence a representative dataset.
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+            calib = np.random.default_rng(seed + 1)
+            conv.representative_dataset = lambda: (
+                {"image": calib.random((1, height, width, 3), dtype=np.float32),
+                 "depth": calib.random((1, height, width, 1), dtype=np.float32)}
+                for _ in range(4)
+            )
+        elif precision != "fp32":
+            raise ValueError(f"unknown precision {precision!r}")
+        content = conv.convert()
+        path = out / f"bokeh_{precision}.tflite"
+        _write_bytes_atomic(path, content)
+        got = run_tflite(path, probe)["bokeh"]
+        mse = float(np.mean((np.clip(got, 0, 1) - np.clip(keras_out, 0, 1)) ** 2))
+        variants[precision] = variant_entry(
+            file=path.name,
+            size_bytes=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            precision=precision,
+            # No PyTorch model behind a fixture: parity is measured against the Keras model.
+            psnr_db=float(10 * np.log10(1.0 / max(mse, 1e-12))),
+            max_abs_diff=float(np.max(np.abs(got - keras_out))),
+            gpu_compatible=_gpu_compatible(content),
+            flex_ops=[],
+            max_tensor_rank=4,
+            op_census=_op_census(path),
+        )
+
+    # The exporter's own manifest code, so the fixture follows the shared schema by construction
+    # (export.manifest.write_manifest validates the keys and writes atomically).
+    from export.manifest import build_manifest, write_manifest
+
+    manifest = build_manifest(
+        name,
+        source={"checkpoint": "", "checkpoint_sha256": "",
+                "arch": {"fixture": "depth-weighted Gaussian blur + random 2-conv branch", "seed": seed},
+                "training_config": {}},
+        size=(height, width),
+        layout="NHWC",
+        converter="tf.lite.TFLiteConverter (fixture)",
+        variants=variants,
+        # No ONNX stage behind a fixture; the keys stay so the schema check still applies.
+        onnx={"file": None, "sha256": None, "max_abs_diff_vs_pytorch": None},
+    )
+    write_manifest(out, manifest)
+    return out
+
+
+def export_tiny_generator(
+    out_dir: str | os.PathLike,
+    size: tuple[int, int] = (192, 288),
+    precisions: tuple[str, ...] = ("fp32", "fp16"),
+    parity_data: str | os.PathLike = REPO / "web_demo" / "samples",
+    seed: int = 0,
+    converter: str = "onnx2tf",
+) -> Path:
+    """``python -m export`` on a tiny random generator (training.model.NAFNet, width 4, one block per level).
+
+    ``converter="onnx-tf"`` gives an NCHW model, onnx2tf (the exporter's default) an NHWC one.
+    """
+    import subprocess
+
+    import torch
+
+    from training.model import NAFNet
+
+    out = Path(out_dir)
+    torch.manual_seed(seed)
+    arch = {"width": 4, "enc_blocks": (1, 1, 1, 1), "middle_blocks": 1, "dec_blocks": (1, 1, 1, 1)}
+    gen = NAFNet(**arch)
+    # NAFNet starts as the identity (block scales beta = gamma = 0, zero ending conv): an untrained
+    # export would return the photo unchanged and a comparison of outputs would prove nothing.
+    with torch.no_grad():
+        for pname, param in gen.named_parameters():
+            if pname.endswith(("beta", "gamma")):
+                param.normal_(0.0, 0.5)
+            elif pname == "ending.weight":
+                param.normal_(0.0, 0.05)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    ckpt = out.parent / f".{out.name}_generator.pt"
+    torch.save({"generator": gen.state_dict(), "arch": arch}, ckpt)
+    cmd = [sys.executable, "-m", "export", "--checkpoint", str(ckpt), "--size", f"{size[0]}x{size[1]}",
+           "--out", str(out), "--precisions", ",".join(precisions), "--parity-data", str(parity_data),
+           "--parity-samples", "1", "--converter", converter]
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    ckpt.unlink(missing_ok=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"python -m export failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+    return out
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"--size {text!r}: expected HxW, e.g. 192x288") from e
+    return h, w
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True, help="output folder, e.g. /tmp/tflite_models/fixture")
+    ap.add_argument("--size", type=_parse_size, default=(192, 288), help="HxW, multiples of 16")
+    ap.add_argument("--name", default="fixture")
+    args = ap.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.path.insert(0, str(REPO))  # run as a script: make `export` (the manifest code) importable
+    out = build_fixture(args.out, args.size, args.name)
+    print(out / "manifest.json")
+
+
+if __name__ == "__main__":
+    main()

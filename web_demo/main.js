@@ -1,0 +1,398 @@
+// Bokeh demo page: runs tflite_models/<model>/bokeh_<precision>.tflite with LiteRT.js.
+//
+// Everything the model needs to know about its tensors (names, shapes, layout, value range) comes
+// from the exporter's manifest.json, as for the Android app, so the page never hard-codes a size.
+// Paths are relative to this file, which the static server serves as /web_demo/index.html from
+// the repository root:
+//   ../tflite_models/<model>/manifest.json and bokeh_<precision>.tflite   (the exported model)
+//   ./node_modules/@litertjs/core/wasm/                                     (LiteRT.js runtime)
+//   ./samples/index.json, ./samples/{original,depth}/<id>.png               (bundled samples)
+//
+// For tests and scripts the page publishes its state on window:
+//   window.__bokeh.ready       Promise, resolves once the model is compiled
+//   window.__bokeh.runSample   (id) => Promise<result>
+//   window.__bokehResult       last result: raw float output and the exact inputs fed to the model
+//   window.__bokehError        message of the last failure
+
+import {getDefaultEnvironment, loadAndCompile, loadLiteRt, supportsFeature, Tensor} from '@litertjs/core';
+
+const WASM_DIR = new URL('./node_modules/@litertjs/core/wasm/', import.meta.url).href;
+const MODELS_URL = new URL('../tflite_models/', import.meta.url);
+const SAMPLES_URL = new URL('./samples/', import.meta.url);
+const EXPECTED_INPUTS = ['image', 'depth'];
+const EXPECTED_OUTPUT = 'bokeh';
+const BENCH_WARMUP = 2;
+const BENCH_RUNS = 10;
+
+const params = new URLSearchParams(location.search);
+const modelName = params.get('model');
+const precision = params.get('precision') ?? 'fp32';
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  manifest: null,
+  spec: null,          // {image, depth, output, variant, height, width}
+  modelUrl: null,
+  compiled: new Map(), // accelerator -> CompiledModel
+  threads: false,
+  inputs: null,        // {image: ImageBitmap, depth: ImageBitmap, label}
+};
+
+function setStatus(text, isError = false) {
+  const el = $('status');
+  el.textContent = text;
+  el.classList.toggle('error', isError);
+  if (isError) window.__bokehError = text;
+}
+
+// ---------------------------------------------------------------- manifest
+
+/** Height and width of a [1, H, W, C] (NHWC) or [1, C, H, W] (NCHW) tensor description. */
+function spatial(t) {
+  if (!Array.isArray(t.shape) || t.shape.length !== 4) {
+    throw new Error(`tensor "${t.name}": shape ${JSON.stringify(t.shape)} is not rank 4`);
+  }
+  if (t.layout === 'NHWC') return {h: t.shape[1], w: t.shape[2], c: t.shape[3]};
+  if (t.layout === 'NCHW') return {h: t.shape[2], w: t.shape[3], c: t.shape[1]};
+  throw new Error(`tensor "${t.name}": layout "${t.layout}" is neither NHWC nor NCHW`);
+}
+
+/** Check the manifest against what this page can feed; return the tensor specs it will use. */
+function readManifest(m, where) {
+  const fail = (msg) => { throw new Error(`${where}: ${msg}`); };
+  if (m.format_version !== 1) fail(`format_version ${m.format_version}, this page reads 1`);
+  const byName = (list, name) => (list ?? []).find((t) => t.name === name);
+  const [image, depth] = EXPECTED_INPUTS.map((n) => byName(m.inputs, n) ?? fail(`no input named "${n}"`));
+  const output = byName(m.outputs, EXPECTED_OUTPUT) ?? fail(`no output named "${EXPECTED_OUTPUT}"`);
+  for (const t of [image, depth, output]) {
+    if (t.dtype !== 'float32') fail(`tensor "${t.name}" has dtype ${t.dtype}; the page feeds float32`);
+    if (!Array.isArray(t.range) || t.range.length !== 2) fail(`tensor "${t.name}" has no [lo, hi] range`);
+  }
+  const si = spatial(image), sd = spatial(depth), so = spatial(output);
+  if (si.c !== 3 || sd.c !== 1 || so.c !== 3) fail('expected 3 image, 1 depth and 3 output channels');
+  if (si.h !== sd.h || si.w !== sd.w || si.h !== so.h || si.w !== so.w) {
+    fail('image, depth and output sizes differ');
+  }
+  const variant = m.variants?.[precision] ?? fail(
+      `no "${precision}" variant (has ${Object.keys(m.variants ?? {}).join(', ') || 'none'})`);
+  return {image, depth, output, variant, height: si.h, width: si.w};
+}
+
+/** The compiled model's own signature must agree with the manifest (name, shape, dtype). */
+function checkSignature(model, spec) {
+  const details = [...model.getInputDetails(), ...model.getOutputDetails()];
+  for (const t of [spec.image, spec.depth, spec.output]) {
+    const d = details.find((x) => x.name === t.name);
+    if (!d) {
+      throw new Error(`the .tflite has no signature tensor "${t.name}" (has ${details.map((x) => x.name).join(', ')})`);
+    }
+    const shape = Array.from(d.shape);
+    if (JSON.stringify(shape) !== JSON.stringify(t.shape) || d.dtype !== t.dtype) {
+      throw new Error(`tensor "${t.name}": .tflite says ${d.dtype}${JSON.stringify(shape)}, ` +
+                      `manifest says ${t.dtype}${JSON.stringify(t.shape)}`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- runtime
+
+async function pickAccelerator(requested) {
+  const hasGpu = !!getDefaultEnvironment().webGpuDevice;
+  if (requested === 'webgpu' && !hasGpu) {
+    console.warn('WebGPU requested but this browser offers no WebGPU device; using wasm');
+    return 'wasm';
+  }
+  if (requested === 'auto') return hasGpu ? 'webgpu' : 'wasm';
+  return requested;
+}
+
+async function compiledFor(accelerator) {
+  if (!state.compiled.has(accelerator)) {
+    const model = await loadAndCompile(state.modelUrl, {accelerator});
+    checkSignature(model, state.spec);
+    state.compiled.set(accelerator, model);
+  }
+  return state.compiled.get(accelerator);
+}
+
+async function init() {
+  if (!modelName) {
+    throw new Error('No model chosen. Open this page as index.html?model=<name>&precision=fp32, ' +
+                    'where <name> is a folder in tflite_models/ holding manifest.json.');
+  }
+  const base = new URL(`${encodeURIComponent(modelName)}/`, MODELS_URL);
+  const manifestUrl = new URL('manifest.json', base);
+  const resp = await fetch(manifestUrl);
+  if (!resp.ok) throw new Error(`${manifestUrl.pathname}: HTTP ${resp.status} (is the model exported?)`);
+  state.manifest = await resp.json();
+  state.spec = readManifest(state.manifest, manifestUrl.pathname);
+  state.modelUrl = new URL(state.spec.variant.file, base).href;
+
+  // Multi-threaded XNNPACK needs SharedArrayBuffer, i.e. a cross-origin-isolated page
+  // (web_demo/serve.py sends the COOP/COEP headers); elsewhere the single-threaded build runs.
+  state.threads = params.get('threads') !== '0' && self.crossOriginIsolated &&
+      await supportsFeature('relaxedSimd') && await supportsFeature('threads');
+  setStatus('Loading LiteRT.js…');
+  await loadLiteRt(WASM_DIR, {threads: state.threads});
+
+  const requested = params.get('accelerator') ?? 'auto';
+  $('accelerator').value = requested;
+  const accelerator = await pickAccelerator(requested);
+  setStatus(`Compiling ${state.spec.variant.file} for ${accelerator}…`);
+  await compiledFor(accelerator);
+  showFacts(accelerator);
+  setStatus('Ready: pick a sample, or drop a photo and its depth map.');
+}
+
+function showFacts(accelerator) {
+  const m = state.manifest, s = state.spec;
+  const facts = {
+    model: m.name,
+    precision: `${precision} (${(s.variant.size_bytes / 1024).toFixed(0)} KiB)`,
+    input: `${s.height}×${s.width} ${s.image.layout}`,
+    accelerator: accelerator + (accelerator === 'wasm' ? (state.threads ? ', threads' : ', 1 thread') : ''),
+    converter: m.converter ?? '?',
+    'GPU-compatible': String(s.variant.gpu_compatible ?? '?'),
+  };
+  $('model-facts').replaceChildren(...Object.entries(facts).flatMap(([k, v]) => {
+    const dt = document.createElement('dt'); dt.textContent = k;
+    const dd = document.createElement('dd'); dd.textContent = v;
+    return [dt, dd];
+  }));
+}
+
+// ---------------------------------------------------------------- pixels <-> tensors
+
+/** Draw `bitmap` centre-cropped to the model's aspect ratio and resized to W×H; return RGBA. */
+function fitted(bitmap, width, height) {
+  const canvas = new OffscreenCanvas(width, height);
+  const ctx = canvas.getContext('2d', {willReadFrequently: true});
+  const scale = Math.min(bitmap.width / width, bitmap.height / height);
+  const sw = width * scale, sh = height * scale;
+  ctx.imageSmoothingQuality = 'high';
+  ctx.drawImage(bitmap, (bitmap.width - sw) / 2, (bitmap.height - sh) / 2, sw, sh, 0, 0, width, height);
+  return ctx.getImageData(0, 0, width, height).data;
+}
+
+/** RGBA bytes -> float tensor data in the manifest's layout and range. */
+function pack(rgba, t, channels) {
+  const {h, w} = spatial(t);
+  const [lo, hi] = t.range;
+  const out = new Float32Array(h * w * channels);
+  const nchw = t.layout === 'NCHW';
+  for (let p = 0; p < h * w; p++) {
+    for (let c = 0; c < channels; c++) {
+      const v = lo + (hi - lo) * (rgba[p * 4 + c] / 255);
+      out[nchw ? c * h * w + p : p * channels + c] = v;
+    }
+  }
+  return out;
+}
+
+/** Float output in the manifest's layout -> RGBA bytes: clamp to range, scale to 0..255. */
+function unpack(data, t) {
+  const {h, w, c: channels} = spatial(t);
+  const [lo, hi] = t.range;
+  const rgba = new Uint8ClampedArray(h * w * 4);
+  const nchw = t.layout === 'NCHW';
+  for (let p = 0; p < h * w; p++) {
+    for (let c = 0; c < 3; c++) {
+      const v = data[nchw ? c * h * w + p : p * channels + c];
+      rgba[p * 4 + c] = Math.round(((Math.min(Math.max(v, lo), hi) - lo) / (hi - lo)) * 255);
+    }
+    rgba[p * 4 + 3] = 255;
+  }
+  return rgba;
+}
+
+function paint(canvas, rgba, width, height) {
+  canvas.width = width;
+  canvas.height = height;
+  canvas.getContext('2d').putImageData(new ImageData(rgba, width, height), 0, 0);
+}
+
+// ---------------------------------------------------------------- inference
+
+async function infer(model, imageData, depthData) {
+  const s = state.spec;
+  const image = new Tensor(imageData, s.image.shape);
+  const depth = new Tensor(depthData, s.depth.shape);
+  let outputs;
+  try {
+    outputs = await model.run({[s.image.name]: image, [s.depth.name]: depth});
+  } finally {
+    image.delete();
+    depth.delete();
+  }
+  const out = outputs[s.output.name];
+  for (const [name, t] of Object.entries(outputs)) if (name !== s.output.name) t.delete();
+  // Reading back to the CPU is part of inference: on WebGPU it is what waits for the GPU.
+  const host = out.accelerator === 'wasm' ? out : await out.moveTo('wasm');
+  try {
+    return host.toTypedArray();
+  } finally {
+    host.delete();
+  }
+}
+
+async function render() {
+  if (!state.inputs) return null;
+  const s = state.spec;
+  const accelerator = await pickAccelerator($('accelerator').value);
+  const model = await compiledFor(accelerator);
+
+  const t0 = performance.now();
+  const imageRgba = fitted(state.inputs.image, s.width, s.height);
+  const depthRgba = fitted(state.inputs.depth, s.width, s.height);
+  const imageData = pack(imageRgba, s.image, 3);
+  const depthData = pack(depthRgba, s.depth, 1);
+  const t1 = performance.now();
+  const output = await infer(model, imageData, depthData);
+  const t2 = performance.now();
+  const outRgba = unpack(output, s.output);
+  paint($('before'), imageRgba, s.width, s.height);
+  paint($('after'), outRgba, s.width, s.height);
+  paint($('depth-view'), depthRgba, s.width, s.height);
+  const t3 = performance.now();
+
+  const timings = {preprocess_ms: t1 - t0, inference_ms: t2 - t1, postprocess_ms: t3 - t2};
+  $('latency').textContent =
+      `${state.inputs.label}\n${accelerator}${accelerator === 'wasm' && state.threads ? ' (threads)' : ''}, ` +
+      `${s.height}×${s.width}, ${precision}\n` +
+      `pre-process  ${timings.preprocess_ms.toFixed(1)} ms\n` +
+      `inference    ${timings.inference_ms.toFixed(1)} ms\n` +
+      `post-process ${timings.postprocess_ms.toFixed(1)} ms\n` +
+      '(one run; Benchmark gives the median after warm-up)';
+  const result = {
+    ok: true, model: state.manifest.name, precision, accelerator, threads: state.threads,
+    label: state.inputs.label, layout: s.output.layout, outputShape: s.output.shape,
+    output, image: imageData, depth: depthData, timings,
+  };
+  window.__bokehResult = result;
+  $('run').disabled = false;
+  $('bench').disabled = false;
+  return result;
+}
+
+async function benchmark() {
+  const s = state.spec;
+  const accelerator = await pickAccelerator($('accelerator').value);
+  const model = await compiledFor(accelerator);
+  const imageData = pack(fitted(state.inputs.image, s.width, s.height), s.image, 3);
+  const depthData = pack(fitted(state.inputs.depth, s.width, s.height), s.depth, 1);
+  const times = [];
+  for (let i = 0; i < BENCH_WARMUP + BENCH_RUNS; i++) {
+    const t0 = performance.now();
+    await infer(model, imageData, depthData);
+    if (i >= BENCH_WARMUP) times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  const median = times.length % 2 ? times[(times.length - 1) / 2]
+                                  : (times[times.length / 2 - 1] + times[times.length / 2]) / 2;
+  const p90 = times[Math.ceil(0.9 * times.length) - 1];  // nearest rank
+  const bench = {accelerator, runs: BENCH_RUNS, warmup: BENCH_WARMUP, median_ms: median, p90_ms: p90};
+  $('latency').textContent += `\n\nbenchmark (${accelerator}, ${BENCH_RUNS} runs after ${BENCH_WARMUP} warm-up)\n` +
+      `median ${median.toFixed(1)} ms, p90 ${p90.toFixed(1)} ms`;
+  window.__bokehBenchmark = bench;
+  return bench;
+}
+
+// ---------------------------------------------------------------- inputs
+
+async function bitmapFrom(source) {
+  const blob = source instanceof Blob ? source : await (async () => {
+    const r = await fetch(source);
+    if (!r.ok) throw new Error(`${source}: HTTP ${r.status}`);
+    return r.blob();
+  })();
+  // No colour management and no premultiplication: the model must see the file's own values.
+  return createImageBitmap(blob, {colorSpaceConversion: 'none', premultiplyAlpha: 'none'});
+}
+
+let samples = [];
+
+async function loadSamples() {
+  const r = await fetch(new URL('index.json', SAMPLES_URL));
+  if (!r.ok) return;
+  samples = (await r.json()).samples;
+  $('sample-list').replaceChildren(...samples.map((s) => {
+    const b = document.createElement('button');
+    b.dataset.id = s.id;
+    b.title = `sample ${s.id}`;
+    const img = document.createElement('img');
+    img.src = new URL(s.image, SAMPLES_URL).href;
+    img.alt = `sample ${s.id}`;
+    b.append(img);
+    b.addEventListener('click', () => runSample(s.id).catch(report));
+    return b;
+  }));
+}
+
+async function runSample(id) {
+  await samplesLoaded;
+  const s = samples.find((x) => x.id === String(id));
+  if (!s) throw new Error(`no sample "${id}" in samples/index.json`);
+  await window.__bokeh.ready;
+  state.inputs = {
+    image: await bitmapFrom(new URL(s.image, SAMPLES_URL).href),
+    depth: await bitmapFrom(new URL(s.depth, SAMPLES_URL).href),
+    label: `sample ${s.id}`,
+  };
+  for (const b of $('sample-list').children) b.classList.toggle('active', b.dataset.id === s.id);
+  return render();
+}
+
+const dropped = {image: null, depth: null};
+
+async function onFile(kind, file) {
+  if (!file) return;
+  dropped[kind] = await bitmapFrom(file);
+  const box = $(`drop-${kind}`);
+  box.classList.add('filled');
+  box.querySelector('span').textContent = `${kind}: ${file.name} (${dropped[kind].width}×${dropped[kind].height})`;
+  if (dropped.image && dropped.depth) {
+    state.inputs = {image: dropped.image, depth: dropped.depth, label: 'your photo'};
+    $('run').disabled = false;
+    await render();
+  }
+}
+
+function wireDrop(kind) {
+  const box = $(`drop-${kind}`);
+  const input = $(`file-${kind}`);
+  input.addEventListener('change', () => onFile(kind, input.files[0]).catch(report));
+  box.addEventListener('dragover', (e) => { e.preventDefault(); box.classList.add('over'); });
+  box.addEventListener('dragleave', () => box.classList.remove('over'));
+  box.addEventListener('drop', (e) => {
+    e.preventDefault();
+    box.classList.remove('over');
+    onFile(kind, e.dataTransfer.files[0]).catch(report);
+  });
+}
+
+function report(err) {
+  console.error(err);
+  setStatus(String(err?.message ?? err), true);
+}
+
+// ---------------------------------------------------------------- wiring
+
+$('slider').addEventListener('input', (e) => $('compare').style.setProperty('--split', `${e.target.value}%`));
+$('run').addEventListener('click', () => render().catch(report));
+$('bench').addEventListener('click', () => benchmark().catch(report));
+$('accelerator').addEventListener('change', () => render().catch(report));
+wireDrop('image');
+wireDrop('depth');
+
+const ready = init();
+window.__bokeh = {ready, runSample, benchmark, state};
+const samplesLoaded = loadSamples();
+samplesLoaded.catch(report);
+ready.then(async () => {
+  $('run').disabled = !state.inputs;
+  const auto = params.get('sample');
+  if (auto !== null) {
+    await runSample(auto);
+    setStatus(`Done: sample ${auto}.`);
+  }
+}).catch(report);

@@ -1,0 +1,109 @@
+"""Static file server for the web demo: the repository root at http://127.0.0.1:PORT/.
+
+Open http://127.0.0.1:8000/web_demo/index.html?model=<name>&precision=fp32 where ``<name>`` is a
+folder of ``tflite_models/``. The page loads ``../tflite_models/<name>/`` and its LiteRT.js
+runtime from ``web_demo/node_modules/`` (``npm ci`` in ``web_demo/``).
+
+Why not plain ``python -m http.server``: it works, but this server also sends the two
+cross-origin-isolation headers (COOP/COEP) that let the browser hand SharedArrayBuffer to
+WebAssembly, so LiteRT.js can run its multi-threaded XNNPACK build, and it serves ``.wasm`` and
+``.mjs`` with the MIME types that streaming WebAssembly compilation and ES modules require.
+``--models DIR`` serves another folder as ``/tflite_models/`` (the tests use it for a fixture).
+
+Usage::
+
+    python web_demo/serve.py [--port 8000] [--bind 127.0.0.1] [--models DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import http.server
+import os
+import posixpath
+import threading
+import urllib.parse
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class DemoHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves ``root``; ``/tflite_models/...`` from ``models_dir`` when one is given."""
+
+    extensions_map = {
+        **http.server.SimpleHTTPRequestHandler.extensions_map,
+        ".wasm": "application/wasm",
+        ".js": "text/javascript",
+        ".mjs": "text/javascript",
+        ".json": "application/json",
+        ".tflite": "application/octet-stream",
+    }
+
+    def __init__(self, *args, models_dir: Path | None = None, quiet: bool = True, **kwargs):
+        self.models_dir = models_dir
+        self.quiet = quiet
+        super().__init__(*args, **kwargs)
+
+    def translate_path(self, path: str) -> str:
+        clean = posixpath.normpath(urllib.parse.unquote(urllib.parse.urlsplit(path).path))
+        if self.models_dir is not None and (clean == "/tflite_models" or clean.startswith("/tflite_models/")):
+            rel = clean[len("/tflite_models"):].lstrip("/")
+            parts = [p for p in rel.split("/") if p not in ("", ".", "..")]
+            return str(self.models_dir.joinpath(*parts))
+        return super().translate_path(path)
+
+    def end_headers(self) -> None:
+        # Cross-origin isolation, so SharedArrayBuffer (threaded WebAssembly) is available.
+        self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+        self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
+        self.send_header("Cache-Control", "no-store")
+        super().end_headers()
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 (stdlib signature)
+        if not self.quiet:
+            super().log_message(format, *args)
+
+
+def make_server(
+    port: int = 0, bind: str = "127.0.0.1", root: str | os.PathLike = REPO_ROOT,
+    models_dir: str | os.PathLike | None = None, quiet: bool = True,
+) -> http.server.ThreadingHTTPServer:
+    """A server for ``root`` on ``bind:port`` (0 = any free port); call ``serve_forever()``."""
+    handler = functools.partial(
+        DemoHandler, directory=str(root),
+        models_dir=Path(models_dir).resolve() if models_dir else None, quiet=quiet,
+    )
+    return http.server.ThreadingHTTPServer((bind, port), handler)
+
+
+def serve_in_thread(**kwargs) -> tuple[http.server.ThreadingHTTPServer, str]:
+    """Start ``make_server(**kwargs)`` in a daemon thread; return (server, base URL)."""
+    server = make_server(**kwargs)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address[:2]
+    return server, f"http://{host}:{port}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--port", type=int, default=8000)
+    ap.add_argument("--bind", default="127.0.0.1")
+    ap.add_argument("--models", default=None, help="folder to serve as /tflite_models/")
+    args = ap.parse_args(argv)
+    if args.models and not Path(args.models).is_dir():
+        ap.error(f"--models {args.models}: not a folder")
+    server = make_server(args.port, args.bind, REPO_ROOT, args.models, quiet=False)
+    host, port = server.server_address[:2]
+    print(f"serving {REPO_ROOT} at http://{host}:{port}/web_demo/index.html?model=<name>&precision=fp32")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
