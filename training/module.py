@@ -10,10 +10,15 @@ LightningModule. It only wires networks, losses, optimisers and logging together
 Which terms run is decided by the weights alone (a weight of 0 switches a term off), so one class
 serves both stages and every term's weight lives in the stage's YAML. Stage 2 starts from the
 stage-1 generator through ``init_generator`` (weights only: the stage-1 optimiser is not resumed).
+
+Speed levers for one GPU (``docs/gpu_training.md``, measured by ``python -m training.benchmark``):
+``channels_last``, ``compile`` and ``fused_adam``. None of them changes what a step computes, only
+how fast; bf16 autocast is the trainer's ``precision: bf16-mixed``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +63,10 @@ class BokehGAN(L.LightningModule):
         # torchvision's vgg19-dcbb9e9d.pth; only needed when vgg_weight > 0.
         vgg_weights: str | None = None,
         num_sample_images: int = 4,
+        # Speed levers (docs/gpu_training.md); none changes what a step computes.
+        channels_last: bool = False,
+        compile: bool = False,  # noqa: A002 (the CLI flag reads --model.compile)
+        fused_adam: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -95,6 +104,42 @@ class BokehGAN(L.LightningModule):
             self.automatic_optimization = False
         # The resolved CLI config, set by training.__main__ and stored in every checkpoint.
         self.training_config: dict[str, Any] = {}
+        # Compiled critic call for scoring (see configure_model); a plain function attribute, not
+        # a submodule, so the checkpoint keys stay "discriminator.*".
+        self._scoring_critic: Callable[..., list[torch.Tensor]] | None = None
+        self._levers_applied = False
+
+    # ------------------------------------------------------------------ speed levers
+    def configure_model(self) -> None:
+        """Apply ``channels_last`` and ``compile`` (Lightning calls this hook once per ``fit``)."""
+        if self._levers_applied:  # the hook runs again for validate/test in the same process
+            return
+        self._levers_applied = True
+        hp = self.hparams
+        nets = [n for n in (self.generator, self.discriminator, self.vgg) if n is not None]
+        if hp.channels_last:
+            # NHWC is the layout of cuDNN's tensor-core convolutions: without it every conv
+            # transposes its input and output. Tensor.to(device) keeps the layout.
+            for net in nets:
+                net.to(memory_format=torch.channels_last)
+        if hp.compile:
+            # In place (nn.Module.compile): parameter names, hence checkpoints, do not change.
+            # Fusing the LayerNorm / SimpleGate / channel-attention element-wise ops is most of
+            # the gain: a width-8 NAFNet at 1024x1024 is bound by memory traffic, not FLOPs.
+            self.generator.compile()
+            if self.discriminator is not None:
+                # Only the scoring calls: the gradient penalty differentiates the critic twice, and
+                # compiled graphs have no double backward, so gradient_penalty gets the eager critic.
+                self._scoring_critic = torch.compile(self.discriminator.forward)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        if self.hparams.channels_last and isinstance(batch, dict):
+            # On the device already: the re-layout is a GPU copy, not a host one.
+            batch = {
+                k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, torch.Tensor) and v.dim() == 4 else v
+                for k, v in batch.items()
+            }
+        return batch
 
     # ------------------------------------------------------------------ inference
     def forward(self, image: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
@@ -138,7 +183,8 @@ class BokehGAN(L.LightningModule):
 
     def _critic(self, photo: torch.Tensor, candidate: torch.Tensor) -> list[torch.Tensor]:
         # Conditional critics (pix2pix): they judge the bokeh image together with its input photo.
-        return self.discriminator(candidate, photo)
+        critic = self._scoring_critic or self.discriminator
+        return critic(candidate, photo)
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
@@ -164,6 +210,7 @@ class BokehGAN(L.LightningModule):
         self.toggle_optimizer(opt_d)
         for _ in range(hp.n_critic):
             d_wgan = critic_loss(self._critic(image, target), self._critic(image, fake.detach()))
+            # The eager critic even with compile=True: the penalty needs a double backward.
             gp = gradient_penalty(self.discriminator, target, fake.detach(), image, weight=hp.gp_weight)
             opt_d.zero_grad(set_to_none=True)
             self.manual_backward(d_wgan + gp)
@@ -190,10 +237,13 @@ class BokehGAN(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         betas = tuple(float(b) for b in hp.betas)  # torch rejects (0, 0.9) with an int 0
-        opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr, betas=betas)
+        # fused=True: one kernel for the whole update instead of torch's default multi-tensor
+        # (foreach) path; the same Adam maths. None keeps torch's default.
+        fused = True if hp.fused_adam else None
+        opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr, betas=betas, fused=fused)
         if self.discriminator is None:
             return opt_g
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.disc_lr, betas=betas)
+        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.disc_lr, betas=betas, fused=fused)
         return [opt_g, opt_d]
 
     # ------------------------------------------------------------------ validation
