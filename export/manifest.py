@@ -1,0 +1,134 @@
+"""``manifest.json``: what an exported model is, where it came from and what the gates measured.
+
+The Android demo, the web demo and the evaluation read this file instead of hard-coding shapes,
+layouts or normalisation (format: the shared conventions of the project, ``format_version`` 1).
+Layout and shape are those of the TFLite file's own input tensors: NHWC ``[1, H, W, C]`` from
+onnx2tf, NCHW ``[1, C, H, W]`` from onnx-tf.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MANIFEST_NAME", "FORMAT_VERSION", "io_spec", "variant_entry", "build_manifest", "write_manifest",
+           "read_manifest", "validate_manifest"]
+
+MANIFEST_NAME = "manifest.json"
+FORMAT_VERSION = 1
+PSNR_CAP_DB = 999.0  # identical outputs have infinite PSNR, which JSON cannot hold
+
+TOP_KEYS = {"format_version", "name", "created", "source", "inputs", "outputs", "converter", "variants", "onnx"}
+SOURCE_KEYS = {"checkpoint", "checkpoint_sha256", "arch", "training_config"}
+VARIANT_KEYS = {"file", "size_bytes", "sha256", "precision", "parity", "gpu_compatible", "flex_ops",
+                "max_tensor_rank", "op_census"}
+ONNX_KEYS = {"file", "sha256", "max_abs_diff_vs_pytorch"}
+
+
+def _shape(channels: int, size: tuple[int, int], layout: str) -> list[int]:
+    h, w = size
+    return [1, h, w, channels] if layout == "NHWC" else [1, channels, h, w]
+
+
+def io_spec(size: tuple[int, int], layout: str) -> tuple[list[dict], list[dict]]:
+    """The ``inputs`` and ``outputs`` entries for a model of ``size`` = (H, W) in ``layout``."""
+    common = {"layout": layout, "dtype": "float32", "range": [0, 1]}
+    inputs = [
+        {"name": "image", "shape": _shape(3, size, layout), **common, "normalisation": "RGB / 255, no mean or std"},
+        {"name": "depth", "shape": _shape(1, size, layout), **common, "normalisation": "disparity in [0, 1], 1 = near"},
+    ]
+    outputs = [{"name": "bokeh", "shape": _shape(3, size, layout), **common, "postprocess": "clamp to [0, 1], * 255"}]
+    return inputs, outputs
+
+
+def variant_entry(file: str, size_bytes: int, sha256: str, precision: str, psnr_db: float, max_abs_diff: float,
+                  gpu_compatible: bool, flex_ops: list[str], max_tensor_rank: int, op_census: dict[str, int]) -> dict:
+    return {
+        "file": file,
+        "size_bytes": int(size_bytes),
+        "sha256": sha256,
+        "precision": precision,
+        "parity": {"psnr_db_vs_pytorch": round(min(psnr_db, PSNR_CAP_DB), 2), "max_abs_diff": float(max_abs_diff)},
+        "gpu_compatible": bool(gpu_compatible),
+        "flex_ops": list(flex_ops),
+        "max_tensor_rank": int(max_tensor_rank),
+        "op_census": dict(op_census),
+    }
+
+
+def build_manifest(name: str, source: dict[str, Any], size: tuple[int, int], layout: str, converter: str,
+                   variants: dict[str, dict], onnx: dict[str, Any]) -> dict[str, Any]:
+    inputs, outputs = io_spec(size, layout)
+    return {
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "source": {k: source.get(k, {} if k in ("arch", "training_config") else "") for k in
+                   ("checkpoint", "checkpoint_sha256", "arch", "training_config")},
+        "inputs": inputs,
+        "outputs": outputs,
+        "converter": converter,
+        "variants": variants,
+        "onnx": onnx,
+    }
+
+
+def validate_manifest(m: dict[str, Any]) -> None:
+    """Raise ValueError unless ``m`` has exactly the keys of format_version 1."""
+    def same(keys: set[str], obj: dict, where: str) -> None:
+        if set(obj) != keys:
+            raise ValueError(f"manifest {where}: keys {sorted(obj)} != {sorted(keys)}")
+
+    same(TOP_KEYS, m, "top level")
+    if m["format_version"] != FORMAT_VERSION:
+        raise ValueError(f"manifest format_version {m['format_version']} != {FORMAT_VERSION}")
+    same(SOURCE_KEYS, m["source"], "source")
+    same(ONNX_KEYS, m["onnx"], "onnx")
+    for key, v in m["variants"].items():
+        same(VARIANT_KEYS, v, f"variants.{key}")
+        same({"psnr_db_vs_pytorch", "max_abs_diff"}, v["parity"], f"variants.{key}.parity")
+    if [i["name"] for i in m["inputs"]] != ["image", "depth"] or [o["name"] for o in m["outputs"]] != ["bokeh"]:
+        raise ValueError("manifest: inputs must be [image, depth] and outputs [bokeh]")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (tuple, set)):
+        return list(obj)
+    return str(obj)  # paths and other objects in a training config
+
+
+def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> Path:
+    """Write ``directory/manifest.json`` atomically (temp file in the same folder, then rename)."""
+    validate_manifest(manifest)
+    directory = Path(directory)
+    text = json.dumps(manifest, indent=2, default=_json_default, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".manifest-", suffix=".json")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates it owner-only; apps and the web demo read it
+        os.replace(tmp, directory / MANIFEST_NAME)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return directory / MANIFEST_NAME
+
+
+def read_manifest(directory: str | Path) -> dict[str, Any]:
+    path = Path(directory) / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    try:
+        validate_manifest(manifest)
+    except (ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: {e}") from e
+    return manifest

@@ -1,0 +1,217 @@
+"""The export: PyTorch → ONNX → TensorFlow SavedModel → TFLite (fp32, fp16, int8), gated.
+
+This is the paper's conversion chain (Bokeh-Loss GAN, appendix A) with the checks it lacked: the
+authors' TFLite model needed Flex ops and could not run on the phone GPU (§4.2). Every file is built
+in a hidden work folder next to ``out_dir``; only when every gate in ``export.gates`` has passed is
+the folder moved into place (a previous export at ``out_dir`` is replaced only then). On any failure
+the work folder is deleted, so no half-written model is ever left behind.
+
+The model is converted at its full static size exactly once: one ONNX trace (of the generator's
+inference form, ``export.reparam``), one SavedModel, and three TFLite conversions from it. Every
+parity gate compares with the original PyTorch generator.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from export import gates
+from export.convert import DEFAULT_CONVERTER, to_saved_model
+from export.manifest import MANIFEST_NAME, build_manifest, variant_entry, write_manifest
+from export.onnx_export import export_onnx, onnx_max_abs_diff, simplify_onnx
+from export.reparam import inference_form
+from export.runtime import TFLiteRunner
+from export.samples import Sample, list_sample_ids, load_samples, pick_ids
+from export.tflite import FILE_NAMES, PRECISIONS, convert_tflite, representative_dataset
+from export.toollog import tool_log
+from training.checkpoint import file_sha256
+
+__all__ = ["ExportResult", "export_model"]
+
+ONNX_NAME = "model.onnx"
+
+
+@dataclass
+class ExportResult:
+    out_dir: Path
+    manifest: dict[str, Any]
+    seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage
+
+
+def _select_samples(calib_dir: Path | None, calib_n: int, parity_dir: Path | None, parity_n: int,
+                    size: tuple[int, int], need_calib: bool) -> tuple[list[Sample], list[Sample]]:
+    """Calibration and parity samples. From one folder, the parity samples avoid the calibration
+    ones when there are enough, so the int8 gate is measured on images it was not calibrated on."""
+    parity_dir = parity_dir or calib_dir
+    if parity_dir is None:
+        raise ValueError("the parity gates need real dataset samples: pass --parity-data DIR or --calib-data DIR "
+                         "(a split folder with original/ and depth/)")
+    if need_calib and calib_dir is None:
+        raise ValueError("int8 needs --calib-data DIR: it is calibrated on real samples (RGB and depth), "
+                         "not on random noise")
+    calib_ids: list[str] = []
+    if need_calib:
+        calib_ids = pick_ids(list_sample_ids(calib_dir), calib_n)
+    same = calib_dir is not None and Path(parity_dir).resolve() == Path(calib_dir).resolve()
+    parity_ids = pick_ids(list_sample_ids(parity_dir), parity_n, exclude=set(calib_ids) if same else set())
+    calib = load_samples(calib_dir, size, calib_ids) if need_calib else []
+    return calib, load_samples(parity_dir, size, parity_ids)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists():
+        path.unlink()
+
+
+def _move_into_place(work: Path, out_dir: Path) -> None:
+    """Swap the finished work folder in; an older export is removed only after the swap."""
+    old = None
+    if out_dir.exists():
+        old = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.old-"))
+        os.rmdir(old)
+        os.replace(out_dir, old)
+    try:
+        os.replace(work, out_dir)
+    except BaseException:
+        if old is not None:
+            os.replace(old, out_dir)
+        raise
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_model(
+    generator: nn.Module,
+    out_dir: str | Path,
+    size: tuple[int, int],
+    *,
+    source: dict[str, Any],
+    converter: str = DEFAULT_CONVERTER,
+    precisions: tuple[str, ...] = PRECISIONS,
+    calib_dir: str | Path | None = None,
+    calib_samples: int = 8,
+    parity_dir: str | Path | None = None,
+    parity_samples: int = 2,
+    int8_per_channel: bool = False,
+    keep_saved_model: bool = False,
+    name: str | None = None,
+    num_threads: int = 2,
+    progress: bool = True,
+) -> ExportResult:
+    """Export ``generator(image, depth)`` at ``size`` = (H, W) into ``out_dir``.
+
+    ``source`` holds the manifest's provenance: ``checkpoint``, ``checkpoint_sha256``, ``arch`` and
+    ``training_config``. Raises ``GateError`` (naming the gate, the value and the threshold),
+    ``ToolError`` (a converter failed) or ``ValueError``/``FileNotFoundError`` for bad arguments.
+    """
+    out_dir = Path(out_dir)
+    name = name or out_dir.name
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file())):
+        # Only an earlier export (a folder with a manifest) is replaced, never an arbitrary folder.
+        raise ValueError(f"--out {out_dir}: exists and is not an exported model (no {MANIFEST_NAME}); "
+                         "choose a new folder")
+    unknown = [p for p in precisions if p not in PRECISIONS]
+    if unknown or not precisions:
+        raise ValueError(f"precisions {list(precisions)}: choose from {', '.join(PRECISIONS)}")
+    calib, parity = _select_samples(Path(calib_dir) if calib_dir else None, calib_samples,
+                                    Path(parity_dir) if parity_dir else None, parity_samples, size,
+                                    need_calib="int8" in precisions)
+    generator = generator.eval()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    os.chmod(work, 0o777 & ~_umask())  # mkdtemp makes it private; the export is an ordinary folder
+    log = work / "tools.log"  # deleted with the work folder; failures quote its tail
+    seconds: dict[str, float] = {}
+    stages = ["onnx", "saved_model", *precisions]
+    bar = tqdm(total=len(stages), desc=f"export {name}", unit="stage", disable=not progress)
+
+    def done(stage: str, t0: float) -> None:
+        seconds[stage] = round(time.perf_counter() - t0, 1)
+        bar.update(1)
+
+    try:
+        # 1. PyTorch references, computed once for every parity gate.
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            refs = [generator(torch.from_numpy(s.image), torch.from_numpy(s.depth)).numpy() for s in parity]
+        inputs = [(s.image, s.depth) for s in parity]
+        seconds["pytorch_reference"] = round(time.perf_counter() - t0, 1)
+
+        # 2. ONNX (static shape, named inputs), simplified, checked against PyTorch.
+        t0 = time.perf_counter()
+        bar.set_postfix_str("onnx")
+        raw_onnx = work / "traced.onnx"
+        with tool_log(log, "ONNX export"):
+            export_onnx(inference_form(generator), raw_onnx, size)  # checked against the original below
+            simplify_onnx(raw_onnx, work / ONNX_NAME)
+        raw_onnx.unlink()
+        onnx_diff = onnx_max_abs_diff(work / ONNX_NAME, inputs, refs, num_threads)
+        gates.check_onnx_parity(onnx_diff)
+        done("onnx", t0)
+
+        # 3. ONNX → SavedModel, once, at full size.
+        t0 = time.perf_counter()
+        bar.set_postfix_str(f"SavedModel ({converter})")
+        saved_model = work / "saved_model"
+        with tool_log(log, f"ONNX → TensorFlow ({converter})"):
+            layout = to_saved_model(work / ONNX_NAME, saved_model, converter, work)
+        done("saved_model", t0)
+
+        # 4. TFLite variants, each gated before the next one is built.
+        variants: dict[str, dict] = {}
+        for precision in precisions:
+            t0 = time.perf_counter()
+            bar.set_postfix_str(f"TFLite {precision}")
+            rep = representative_dataset(calib, layout) if precision == "int8" else None
+            path = work / FILE_NAMES[precision]
+            with tool_log(log, f"TFLite {precision} conversion"):
+                content = convert_tflite(saved_model, precision, rep, per_channel=int8_per_channel)
+                insp = gates.inspect_tflite(content)
+            gates.check_tflite_structure(precision, insp)
+            path.write_bytes(content)
+            with tool_log(log, f"running {path.name}"):  # the interpreter announces its XNNPACK delegate
+                runner = TFLiteRunner(path, num_threads, layout=layout)
+                outs = [runner(img, dep) for img, dep in inputs]
+            psnr_db = min(gates.psnr(o, r) for o, r in zip(outs, refs))  # the worst sample decides
+            gates.check_tflite_parity(precision, psnr_db)
+            max_abs = max(float(np.abs(o - r).max()) for o, r in zip(outs, refs))
+            variants[precision] = variant_entry(
+                FILE_NAMES[precision], len(content), file_sha256(path), precision, psnr_db, max_abs,
+                insp.gpu_compatible, insp.flex_ops, insp.max_tensor_rank, insp.op_census,
+            )
+            done(precision, t0)
+
+        # 5. Manifest, then the atomic move into place.
+        manifest = build_manifest(
+            name, source, size, layout, converter, variants,
+            {"file": ONNX_NAME, "sha256": file_sha256(work / ONNX_NAME), "max_abs_diff_vs_pytorch": onnx_diff},
+        )
+        write_manifest(work, manifest)
+        for scratch in ("onnx2tf_input.onnx", "onnx2tf", "tools.log", *([] if keep_saved_model else ["saved_model"])):
+            _remove(work / scratch)
+        _move_into_place(work, out_dir)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        bar.close()
+    return ExportResult(out_dir, manifest, seconds)

@@ -1,0 +1,107 @@
+"""Real dataset samples for the export gates and the int8 calibration.
+
+The int8 model is calibrated on photographs and depth maps from the dataset, not on random noise:
+activation ranges measured on noise are not the ranges the network sees on real photos, and an
+int8 model calibrated on them loses most of its precision where it matters. The parity gates use
+the same kind of samples so that "within 60 dB of PyTorch" means "on inputs like the real ones".
+
+A split folder holds ``original/<id>.png|jpg`` (all-in-focus RGB) and ``depth/<id>.png``, a 16-bit
+grayscale PNG of normalised disparity * 65535 (1 = near); PyNET's 8-bit half-resolution
+``original_depth/`` works too. ``bokeh/`` is not needed. Files are decoded by the training data
+module's readers (``training.data.read_image`` / ``read_depth``, which name a bad file); each
+sample is then resized to cover the export size and centre-cropped, to match the model's static
+input shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from training.data import IMAGE_EXTS, read_depth, read_image
+
+__all__ = ["Sample", "list_sample_ids", "load_sample", "load_samples", "pick_ids"]
+
+DEPTH_DIRS = ("depth", "original_depth")  # ours (16-bit), then PyNET's (8-bit, half size)
+
+
+@dataclass
+class Sample:
+    id: str
+    image: np.ndarray  # (1, 3, H, W) float32 RGB in [0, 1]
+    depth: np.ndarray  # (1, 1, H, W) float32 disparity in [0, 1], 1 = near
+
+
+def _sort_key(sample_id: str) -> tuple[int, int | str]:
+    # EBB! ids are plain integers: sort 2 before 10, and put any other name after them.
+    return (0, int(sample_id)) if sample_id.isdigit() else (1, sample_id)
+
+
+def _depth_dir(split_dir: Path) -> Path:
+    for name in DEPTH_DIRS:
+        if (split_dir / name).is_dir():
+            return split_dir / name
+    raise FileNotFoundError(f"{split_dir}: no depth/ folder (expected depth/<id>.png next to original/)")
+
+
+def _image_path(split_dir: Path, sample_id: str) -> Path:
+    for ext in IMAGE_EXTS:
+        if (p := split_dir / "original" / f"{sample_id}{ext}").is_file():
+            return p
+    raise FileNotFoundError(f"{split_dir / 'original'}: no image with id {sample_id}")
+
+
+def list_sample_ids(split_dir: str | Path) -> list[str]:
+    """Ids that have both an image in ``original/`` and a depth map, in numeric order."""
+    split_dir = Path(split_dir)
+    original = split_dir / "original"
+    if not original.is_dir():
+        raise FileNotFoundError(f"{split_dir}: not a dataset split folder (no original/ inside)")
+    depth_dir = _depth_dir(split_dir)
+    ids = {p.stem for p in original.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")}
+    if not ids:
+        raise FileNotFoundError(f"{original}: no .png/.jpg images")
+    missing = sorted((i for i in ids if not (depth_dir / f"{i}.png").is_file()), key=_sort_key)
+    if missing:
+        raise FileNotFoundError(f"{depth_dir}: no depth map for image id(s) {missing[:5]}")
+    return sorted(ids, key=_sort_key)
+
+
+def _cover_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(C, h, w) → (C, H, W): scale to cover (H, W) keeping the aspect ratio, crop the centre."""
+    h, w = x.shape[-2:]
+    H, W = size
+    scale = max(H / h, W / w)
+    if (h, w) != (round(h * scale), round(w * scale)):
+        x = F.interpolate(x[None], size=(max(H, round(h * scale)), max(W, round(w * scale))), mode="bilinear",
+                          align_corners=False, antialias=True)[0]
+    top, left = (x.shape[-2] - H) // 2, (x.shape[-1] - W) // 2
+    return x[:, top:top + H, left:left + W]
+
+
+def load_sample(split_dir: str | Path, sample_id: str, size: tuple[int, int]) -> Sample:
+    """Read one image/depth pair at ``size`` = (H, W)."""
+    split_dir = Path(split_dir)
+    image = read_image(_image_path(split_dir, sample_id))  # (3, h, w)
+    depth = read_depth(_depth_dir(split_dir) / f"{sample_id}.png", size=tuple(image.shape[-2:]))  # (1, h, w)
+    image = _cover_crop(image, size).clamp(0.0, 1.0)
+    depth = _cover_crop(depth, size).clamp(0.0, 1.0)
+    return Sample(sample_id, image[None].contiguous().numpy(), depth[None].contiguous().numpy())
+
+
+def pick_ids(ids: list[str], n: int, exclude: set[str] = frozenset()) -> list[str]:
+    """``n`` ids spread evenly over the sorted list (not just the first ones, which in EBB! tend to
+    come from the same scene), skipping ``exclude`` when enough others remain."""
+    pool = [i for i in ids if i not in exclude] or list(ids)
+    if n >= len(pool):
+        return pool
+    idx = np.linspace(0, len(pool) - 1, n).round().astype(int)
+    return [pool[i] for i in idx]
+
+
+def load_samples(split_dir: str | Path, size: tuple[int, int], ids: list[str]) -> list[Sample]:
+    return [load_sample(split_dir, i, size) for i in ids]
