@@ -8,13 +8,13 @@ export PYTHONUNBUFFERED := 1
 .PHONY: venv test test-all test-web demo clean
 
 # (Re)create the virtual environment whenever requirements.txt changes.
+# LPIPS's linear calibration weights are data files inside the lpips wheel. The package itself
+# imports torchvision (which does not import beside CPU torch), so it is installed without its
+# dependencies and eval/lpips.py reads the weights from it by path; it is never imported.
 $(VENV)/.installed: requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
-	# LPIPS's linear calibration weights are data files inside the lpips wheel. The package itself
-	# imports torchvision (which does not import beside CPU torch), so install it without its
-	# dependencies and read eval/lpips.py's weights from it by path; it is never imported.
 	$(PY) -m pip install -q --no-deps lpips==0.1.4
 	touch $@
 
