@@ -21,12 +21,11 @@ renderers (gamma = 1 gives the paper's blend in sRGB).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
-from .lens import LensParams, as_lens_list, bin_weights, blur_radius, check_inputs, fft_convolve_full
+from .lens import BatchRenderer, LensParams, bin_weights, blur_radius, fft_convolve_full
 
 
 def gaussian_taps(size: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -64,7 +63,7 @@ def gaussian_blur(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     return full[:, 2 * p: 2 * p + H, 2 * p: 2 * p + W]
 
 
-class BlendRenderer:
+class BlendRenderer(BatchRenderer):
     """DBSI blend of the image with Gaussian-smoothed copies (see the module docstring)."""
 
     name = "blend"
@@ -81,14 +80,6 @@ class BlendRenderer:
             s += 1 - s % 2
             taps.append(gaussian_taps(s))
         return taps
-
-    @torch.no_grad()
-    def render(self, image: torch.Tensor, disparity: torch.Tensor,
-               lens: LensParams | Sequence[LensParams]) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1]; device follows the inputs."""
-        check_inputs(image, disparity, "BlendRenderer.render")
-        lenses = as_lens_list(lens, image.shape[0])
-        return torch.stack([self._render_one(image[b], disparity[b], lenses[b]) for b in range(image.shape[0])])
 
     def _render_one(self, image: torch.Tensor, disparity: torch.Tensor, lens: LensParams) -> torch.Tensor:
         dtype = image.dtype if image.dtype == torch.float64 else torch.float32

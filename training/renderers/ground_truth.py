@@ -36,11 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from .lens import (
+    BatchRenderer,
     BinSplit,
     LensParams,
     aperture_kernel,
-    as_lens_list,
-    check_inputs,
     convolve_crop,
     radius_bins,
     scatter_by_radius,
@@ -64,7 +63,7 @@ class Layer:
     x0: int = 0
 
 
-class GroundTruthRenderer:
+class GroundTruthRenderer(BatchRenderer):
     """Occlusion-aware multi-layer scatter renderer (see the module docstring)."""
 
     name = "ground_truth"
@@ -138,14 +137,6 @@ class GroundTruthRenderer:
         return out
 
     # ---- photo path: one image + disparity -----------------------------------------------------------
-    @torch.no_grad()
-    def render(self, image: torch.Tensor, disparity: torch.Tensor,
-               lens: LensParams | Sequence[LensParams]) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1]; device follows the inputs."""
-        check_inputs(image, disparity, "GroundTruthRenderer.render")
-        lenses = as_lens_list(lens, image.shape[0])
-        return torch.stack([self._render_one(image[b], disparity[b], lenses[b]) for b in range(image.shape[0])])
-
     def _render_one(self, image: torch.Tensor, disparity: torch.Tensor, lens: LensParams) -> torch.Tensor:
         dtype = image.dtype if image.dtype == torch.float64 else torch.float32
         img = image.to(dtype).clamp(0.0, 1.0)

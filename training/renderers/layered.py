@@ -28,11 +28,10 @@ from collections.abc import Sequence
 import torch
 
 from .lens import (
+    BatchRenderer,
     LensParams,
     aperture_edge_distance,
-    as_lens_list,
     bbox_of,
-    check_inputs,
     convolve_crop,
     signed_defocus,
 )
@@ -72,7 +71,7 @@ def _step(x: torch.Tensor) -> torch.Tensor:
     return 0.5 * (1.0 + torch.tanh(x))
 
 
-class LayeredRenderer:
+class LayeredRenderer(BatchRenderer):
     """D2F weighted layered renderer (see the module docstring)."""
 
     name = "layered"
@@ -92,14 +91,6 @@ class LayeredRenderer:
         self.highlight_threshold = highlight_threshold
         self.highlight_weight = highlight_weight
         self.kernel_sharpness = kernel_sharpness
-
-    @torch.no_grad()
-    def render(self, image: torch.Tensor, disparity: torch.Tensor,
-               lens: LensParams | Sequence[LensParams]) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1]; device follows the inputs."""
-        check_inputs(image, disparity, "LayeredRenderer.render")
-        lenses = as_lens_list(lens, image.shape[0])
-        return torch.stack([self._render_one(image[b], disparity[b], lenses[b]) for b in range(image.shape[0])])
 
     def layer_masks(self, S: torch.Tensor) -> list[tuple[float, torch.Tensor]]:
         """(signed layer radius, smooth mask) for every layer, ordered back (S < 0) to front."""

@@ -594,3 +594,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+class BatchRenderer:
+    """The renderers' shared interface: ``render`` checks the inputs, expands the lens parameters
+    to one per image and renders each image with the subclass's ``_render_one``."""
+
+    @torch.no_grad()
+    def render(self, image: torch.Tensor, disparity: torch.Tensor,
+               lens: LensParams | Sequence[LensParams]) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1]; device follows the inputs."""
+        check_inputs(image, disparity, f"{type(self).__name__}.render")
+        lenses = as_lens_list(lens, image.shape[0])
+        return torch.stack([self._render_one(image[b], disparity[b], lenses[b]) for b in range(image.shape[0])])
+
+    def _render_one(self, image: torch.Tensor, disparity: torch.Tensor, lens: LensParams) -> torch.Tensor:
+        raise NotImplementedError

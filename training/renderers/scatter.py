@@ -26,16 +26,14 @@ Radius 0 is a delta (eq. 1: no blur), so the in-focus plane is left exactly unch
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 
 import torch
 
 from .lens import (
+    BatchRenderer,
     BinSplit,
     LensParams,
     aperture_edge_distance,
-    as_lens_list,
-    check_inputs,
     convolve_crop,
     signed_bins,
     signed_defocus,
@@ -53,7 +51,7 @@ def bokehme_kernel(radius: float, lens: LensParams) -> torch.Tensor:
     return (0.5 + 0.5 * torch.tanh(4.0 * inside)) / (radius * radius + 0.2)
 
 
-class ScatterRenderer:
+class ScatterRenderer(BatchRenderer):
     """BokehMe classical scattering renderer (CPU or CUDA; see the module docstring).
 
     bin_steps: (min, relative, max) spacing of the signed-defocus bins in px (see ``radius_bins``).
@@ -75,14 +73,6 @@ class ScatterRenderer:
         self.occlusion_tolerance = occlusion_tolerance
         self.bin_steps = tuple(bin_steps)
         self.lowres_min_radius = lowres_min_radius
-
-    @torch.no_grad()
-    def render(self, image: torch.Tensor, disparity: torch.Tensor,
-               lens: LensParams | Sequence[LensParams]) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1]; device follows the inputs."""
-        check_inputs(image, disparity, "ScatterRenderer.render")
-        lenses = as_lens_list(lens, image.shape[0])
-        return torch.stack([self._render_one(image[b], disparity[b], lenses[b]) for b in range(image.shape[0])])
 
     def _render_one(self, image: torch.Tensor, disparity: torch.Tensor, lens: LensParams) -> torch.Tensor:
         dtype = image.dtype if image.dtype == torch.float64 else torch.float32
