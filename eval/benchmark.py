@@ -72,7 +72,9 @@ def _serve(path: str, size: tuple[int, int], threads: int, warmup: int, flush_de
     runner = load_runner(path, threads, flush_denormals=flush_denormals, spin=spin)
     h, w = size
     rng = np.random.default_rng(0)
-    inputs = runner.prepare(rng.random((1, 3, h, w), dtype=np.float32), rng.random((1, 1, h, w), dtype=np.float32))
+    lens = np.array([0.7, 30.0, 0.1], np.float32)  # a lens-conditioned model's lens; depth-only models ignore it
+    inputs = runner.prepare(runner.inputs(rng.random((1, 3, h, w), dtype=np.float32),
+                                          rng.random((1, 1, h, w), dtype=np.float32), lens))
     for _ in range(warmup):
         runner.invoke(inputs)
     print(json.dumps({"ready": True, "backend": runner.backend, "precision": runner.precision}), file=reply, flush=True)

@@ -10,7 +10,8 @@ Any mix of models is run on every image of the split:
 * a Lightning ``.ckpt`` or bare generator state dict (``training.checkpoint.load_generator``);
 * an ONNX file or TFLite file of any precision (``export.runtime.load_runner``);
 * a classical renderer (``training.renderers``: scatter, layered, blend) with the image's lens
-  parameters from ``<split>/lens/<id>.json`` (synthetic data) or ``LensParams.for_photo`` defaults;
+  parameters from ``<split>/lens/<id>.json`` (synthetic data) or, without one, the project's one
+  auto-focus ``training.renderers.lens.auto_focus``; a lens-conditioned network gets the same lens;
 * the identity baseline (output = input): the score a model must beat to have learnt anything.
 
 Images are evaluated at full resolution, centre-cropped to multiples of 16 as the generator needs
@@ -98,31 +99,37 @@ class IdentityModel:
         return image.copy()
 
 
-class TorchModel:
-    """A generator ``module(image, depth)`` run in PyTorch on the CPU, without gradients."""
+def lens_array(lens: Any) -> np.ndarray:
+    """A LensParams → the network's lens input (1, 3, 1, 1) = (d_f, K, dof)."""
+    return np.array([lens.d_f, lens.K, lens.dof], np.float32).reshape(1, 3, 1, 1)
 
-    needs_lens = False
+
+class TorchModel:
+    """A generator ``module(image, depth[, lens])`` run in PyTorch on the CPU, without gradients."""
 
     def __init__(self, module: torch.nn.Module, source: dict[str, Any] | None = None) -> None:
         self.module = module.eval()
         self.source = source or {"kind": "torch", "class": type(module).__name__}
+        self.needs_lens = bool(getattr(module, "lens_input", False))
 
-    def __call__(self, image: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    def __call__(self, image: np.ndarray, depth: np.ndarray, lens: Any = None) -> np.ndarray:
+        args = [torch.from_numpy(image), torch.from_numpy(depth)]
+        if self.needs_lens:
+            args.append(torch.from_numpy(lens_array(lens)))
         with torch.inference_mode():
-            return self.module(torch.from_numpy(image), torch.from_numpy(depth)).float().numpy()
+            return self.module(*args).float().numpy()
 
 
 class RuntimeModel:
     """An exported file (.onnx / .tflite) run by ``export.runtime.load_runner``."""
 
-    needs_lens = False
-
-    def __init__(self, runner: Callable[[np.ndarray, np.ndarray], np.ndarray], source: dict[str, Any]) -> None:
+    def __init__(self, runner: Callable[..., np.ndarray], source: dict[str, Any]) -> None:
         self.runner = runner
         self.source = source
+        self.needs_lens = bool(getattr(runner, "lens_input", False))
 
-    def __call__(self, image: np.ndarray, depth: np.ndarray) -> np.ndarray:
-        return self.runner(image, depth)
+    def __call__(self, image: np.ndarray, depth: np.ndarray, lens: Any = None) -> np.ndarray:
+        return self.runner(image, depth, lens_array(lens) if self.needs_lens else None)
 
 
 class RendererModel:
@@ -141,10 +148,6 @@ class RendererModel:
 
     def __call__(self, image: np.ndarray, depth: np.ndarray, lens: Any = None) -> np.ndarray:
         img, disp = torch.from_numpy(image), torch.from_numpy(depth)
-        if lens is None:
-            from training.renderers import LensParams
-
-            lens = LensParams.for_photo(disp)
         with torch.inference_mode():
             return self.renderer.render(img, disp, lens).float().numpy()
 
@@ -319,16 +322,14 @@ def resolve_split(data_dir: str | os.PathLike, split: str) -> SplitData:
     return SplitData(split, layout, ids, lens_dir if lens_dir.is_dir() else None)
 
 
-def _load_lens(split: SplitData, sample_id: str) -> Any:
-    """The image's lens parameters from ``<split>/lens/<id>.json`` (synthetic data), or None for
-    the renderer's photo defaults (``LensParams.for_photo``)."""
-    if split.lens_dir is None:
-        return None
-    path = split.lens_dir / f"{sample_id}.json"
-    if not path.is_file():
-        return None
-    from training.renderers import LensParams
+def _load_lens(split: SplitData, sample_id: str, depth: torch.Tensor) -> Any:
+    """The image's lens parameters from ``<split>/lens/<id>.json`` (synthetic data), else the
+    project's auto-focus on its depth map (``training.renderers.lens.auto_focus``)."""
+    from training.renderers.lens import LensParams, auto_focus
 
+    path = split.lens_dir / f"{sample_id}.json" if split.lens_dir is not None else None
+    if path is None or not path.is_file():
+        return auto_focus(depth)
     return LensParams.load(path)  # raises FileNotFoundError / ValueError naming the file
 
 
@@ -541,7 +542,7 @@ def evaluate(
             image_np, depth_np = image.numpy(), depth.numpy()
             band = depth_edge_band(depth)
             target_feats = lpips_model.features(target) if lpips_model is not None else None
-            lens = _load_lens(data, sample_id) if any(getattr(m, "needs_lens", False) for m in models.values()) else None
+            lens = _load_lens(data, sample_id, depth) if any(getattr(m, "needs_lens", False) for m in models.values()) else None
             box = _edge_crop_box(depth[0])
             g = None
             if i in grid_idx:

@@ -82,14 +82,23 @@ def _onnx2tf(onnx_path: Path, saved_model_dir: Path, work_dir: Path) -> str:
         )
 
     inputs = {t.name: t for t in model.inputs}
-    specs = [tf.TensorSpec(inputs[n].shape, tf.float32, name=n) for n in ("image", "depth")]
+    names = [n for n in ("image", "depth", "lens") if n in inputs]
+    specs = [tf.TensorSpec(inputs[n].shape, tf.float32, name=n) for n in names]
+
+    def call(by_name):
+        return {"bokeh": model([by_name[t.name] for t in model.inputs])}
 
     # autograph=False and a plain tf.Module holding only the variables: saving the Keras model
-    # itself re-traces every one of its ~1100 layers and took 90 s instead of 4 s.
-    @tf.function(autograph=False, input_signature=specs)
-    def serve(image, depth):
-        by_name = {"image": image, "depth": depth}
-        return {"bokeh": model([by_name[t.name] for t in model.inputs])}
+    # itself re-traces every one of its ~1100 layers and took 90 s instead of 4 s. One function per
+    # input set: a signature's input names are the Python argument names.
+    if "lens" in names:
+        @tf.function(autograph=False, input_signature=specs)
+        def serve(image, depth, lens):
+            return call({"image": image, "depth": depth, "lens": lens})
+    else:
+        @tf.function(autograph=False, input_signature=specs)
+        def serve(image, depth):
+            return call({"image": image, "depth": depth})
 
     module = tf.Module()
     module.model_variables = list(model.variables)

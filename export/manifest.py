@@ -34,13 +34,32 @@ def _shape(channels: int, size: tuple[int, int], layout: str) -> list[int]:
     return [1, h, w, channels] if layout == "NHWC" else [1, channels, h, w]
 
 
-def io_spec(size: tuple[int, int], layout: str) -> tuple[list[dict], list[dict]]:
-    """The ``inputs`` and ``outputs`` entries for a model of ``size`` = (H, W) in ``layout``."""
+def lens_spec(layout: str, default: tuple[float, float, float]) -> dict:
+    """The ``lens`` input of a lens-conditioned model: its three values, their units and a default."""
+    return {
+        "name": "lens", "shape": [1, 1, 1, 3] if layout == "NHWC" else [1, 3, 1, 1], "layout": layout,
+        "dtype": "float32", "values": ["d_f", "K", "dof"],
+        "units": {"d_f": "focal disparity, in the depth input's units: [0, 1], 1 = near",
+                  "K": "blur radius in pixels of this model's input, per unit of disparity; radius = "
+                       "K * max(|depth - d_f| - dof, 0) (BokehMe eq. 1 when dof = 0); 0 = no blur",
+                  "dof": "half-width of the sharp band around d_f, in disparity, [0, 0.5]"},
+        "default": [round(float(v), 4) for v in default],
+        "auto_focus": "training.renderers.lens.auto_focus(depth): d_f = 90th percentile of disparity, dof = 0.1, "
+                      "K = 0.0163 * width / (d_f - 2nd percentile - dof); tap-to-focus sets d_f to the depth there",
+    }
+
+
+def io_spec(size: tuple[int, int], layout: str,
+            lens_default: tuple[float, float, float] | None = None) -> tuple[list[dict], list[dict]]:
+    """The ``inputs`` and ``outputs`` entries for a model of ``size`` = (H, W) in ``layout``; with
+    ``lens_default`` the model has the lens input too."""
     common = {"layout": layout, "dtype": "float32", "range": [0, 1]}
     inputs = [
         {"name": "image", "shape": _shape(3, size, layout), **common, "normalisation": "RGB / 255, no mean or std"},
         {"name": "depth", "shape": _shape(1, size, layout), **common, "normalisation": "disparity in [0, 1], 1 = near"},
     ]
+    if lens_default is not None:
+        inputs.append(lens_spec(layout, lens_default))
     outputs = [{"name": "bokeh", "shape": _shape(3, size, layout), **common, "postprocess": "clamp to [0, 1], * 255"}]
     return inputs, outputs
 
@@ -61,8 +80,9 @@ def variant_entry(file: str, size_bytes: int, sha256: str, precision: str, psnr_
 
 
 def build_manifest(name: str, source: dict[str, Any], size: tuple[int, int], layout: str, converter: str,
-                   variants: dict[str, dict], onnx: dict[str, Any]) -> dict[str, Any]:
-    inputs, outputs = io_spec(size, layout)
+                   variants: dict[str, dict], onnx: dict[str, Any],
+                   lens_default: tuple[float, float, float] | None = None) -> dict[str, Any]:
+    inputs, outputs = io_spec(size, layout, lens_default)
     return {
         "format_version": FORMAT_VERSION,
         "name": name,
@@ -91,8 +111,14 @@ def validate_manifest(m: dict[str, Any]) -> None:
     for key, v in m["variants"].items():
         same(VARIANT_KEYS, v, f"variants.{key}")
         same({"psnr_db_vs_pytorch", "max_abs_diff"}, v["parity"], f"variants.{key}.parity")
-    if [i["name"] for i in m["inputs"]] != ["image", "depth"] or [o["name"] for o in m["outputs"]] != ["bokeh"]:
-        raise ValueError("manifest: inputs must be [image, depth] and outputs [bokeh]")
+    names = [i["name"] for i in m["inputs"]]
+    if names not in (["image", "depth"], ["image", "depth", "lens"]) or [o["name"] for o in m["outputs"]] != ["bokeh"]:
+        raise ValueError("manifest: inputs must be [image, depth] or [image, depth, lens] and outputs [bokeh]")
+    if names[-1] == "lens":
+        lens = m["inputs"][-1]
+        d = lens.get("default", [])
+        if len(d) != 3 or not 0 <= d[0] <= 1 or d[1] < 0 or not 0 <= d[2] <= 0.5:
+            raise ValueError(f"manifest: the lens input needs a default [d_f in [0, 1], K >= 0, dof in [0, 0.5]], got {d}")
 
 
 def _json_default(obj: Any) -> Any:

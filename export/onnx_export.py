@@ -1,7 +1,8 @@
 """PyTorch → ONNX: the first step of the paper's conversion chain (Bokeh-Loss GAN, appendix A).
 
 The graph is exported with a static shape (TFLite GPU kernels are planned for one size), opset 17,
-and the two named inputs ``image`` (1, 3, H, W) and ``depth`` (1, 1, H, W) and the output ``bokeh``.
+and the named inputs ``image`` (1, 3, H, W), ``depth`` (1, 1, H, W) and, for a lens-conditioned
+generator, ``lens`` (1, 3, 1, 1) = (d_f, K, dof), and the output ``bokeh``.
 It is then simplified with onnxsim: the legacy exporter writes ``chunk`` (SimpleGate) as a
 Shape → Gather → Div → Slice chain, which onnxsim folds into constant slices; without that, onnx2tf
 loses the batch dimension and fails on the ConvTranspose up-samplers.
@@ -19,9 +20,11 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["INPUT_NAMES", "OUTPUT_NAME", "OPSET", "export_onnx", "simplify_onnx", "onnx_max_abs_diff"]
+__all__ = ["INPUT_NAMES", "LENS_INPUT_NAMES", "OUTPUT_NAME", "OPSET", "input_names", "export_onnx", "simplify_onnx",
+           "onnx_max_abs_diff"]
 
 INPUT_NAMES = ("image", "depth")
+LENS_INPUT_NAMES = ("image", "depth", "lens")
 OUTPUT_NAME = "bokeh"
 OPSET = 17
 
@@ -43,11 +46,18 @@ onnx.save(model, sys.argv[2])
 """
 
 
+def input_names(generator: nn.Module) -> tuple[str, ...]:
+    """The graph inputs of ``generator``: image and depth, plus lens in lens mode."""
+    return LENS_INPUT_NAMES if getattr(generator, "lens_input", False) else INPUT_NAMES
+
+
 def export_onnx(generator: nn.Module, path: str | Path, size: tuple[int, int]) -> None:
-    """Trace ``generator(image, depth)`` at ``size`` = (H, W) and write a static-shape ONNX file."""
+    """Trace ``generator(image, depth[, lens])`` at ``size`` = (H, W) into a static-shape ONNX file."""
     h, w = size
-    image = torch.rand(1, 3, h, w)
-    depth = torch.rand(1, 1, h, w)
+    names = input_names(generator)
+    args = (torch.rand(1, 3, h, w), torch.rand(1, 1, h, w))
+    if "lens" in names:
+        args = (*args, torch.tensor([0.7, 30.0, 0.1]).view(1, 3, 1, 1))
     generator = generator.eval()
     with warnings.catch_warnings(), torch.no_grad():
         # The TorchScript exporter is deprecated in favour of the dynamo one, which needs onnxscript
@@ -56,9 +66,9 @@ def export_onnx(generator: nn.Module, path: str | Path, size: tuple[int, int]) -
         warnings.simplefilter("ignore")
         torch.onnx.export(
             generator,
-            (image, depth),
+            args,
             str(path),
-            input_names=list(INPUT_NAMES),
+            input_names=list(names),
             output_names=[OUTPUT_NAME],
             opset_version=OPSET,
             do_constant_folding=True,
@@ -79,10 +89,10 @@ def simplify_onnx(src: str | Path, dst: str | Path) -> None:
         raise RuntimeError(f"onnxsim failed on {src}: " + " | ".join(tail))
 
 
-def onnx_max_abs_diff(onnx_path: str | Path, inputs: list[tuple[np.ndarray, np.ndarray]],
+def onnx_max_abs_diff(onnx_path: str | Path, inputs: list[tuple[np.ndarray, ...]],
                       references: list[np.ndarray], num_threads: int = 2) -> float:
-    """Largest |ONNX Runtime - PyTorch| over the samples (NCHW arrays)."""
+    """Largest |ONNX Runtime - PyTorch| over the samples ((image, depth, lens) NCHW arrays)."""
     from export.runtime import load_runner
 
     runner = load_runner(onnx_path, num_threads=num_threads)
-    return max(float(np.abs(runner(img, dep) - ref).max()) for (img, dep), ref in zip(inputs, references))
+    return max(float(np.abs(runner(*args) - ref).max()) for args, ref in zip(inputs, references))

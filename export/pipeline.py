@@ -36,6 +36,7 @@ from export.samples import Sample, list_sample_ids, load_samples, pick_ids
 from export.tflite import FILE_NAMES, PRECISIONS, convert_tflite, representative_dataset
 from export.toollog import tool_log
 from training.checkpoint import file_sha256
+from training.renderers.lens import default_lens
 
 __all__ = ["ExportResult", "export_model"]
 
@@ -117,7 +118,7 @@ def export_model(
     num_threads: int = 2,
     progress: bool = True,
 ) -> ExportResult:
-    """Export ``generator(image, depth)`` at ``size`` = (H, W) into ``out_dir``.
+    """Export ``generator(image, depth[, lens])`` at ``size`` = (H, W) into ``out_dir``.
 
     ``source`` holds the manifest's provenance: ``checkpoint``, ``checkpoint_sha256``, ``arch`` and
     ``training_config``. Raises ``GateError`` (naming the gate, the value and the threshold),
@@ -151,9 +152,11 @@ def export_model(
     try:
         # 1. PyTorch references, computed once for every parity gate.
         t0 = time.perf_counter()
+        lens_input = bool(getattr(generator, "lens_input", False))
         with torch.inference_mode():
-            refs = [generator(torch.from_numpy(s.image), torch.from_numpy(s.depth)).numpy() for s in parity]
-        inputs = [(s.image, s.depth) for s in parity]
+            refs = [generator(torch.from_numpy(s.image), torch.from_numpy(s.depth),
+                              torch.from_numpy(s.lens) if lens_input else None).numpy() for s in parity]
+        inputs = [s.args() for s in parity]
         seconds["pytorch_reference"] = round(time.perf_counter() - t0, 1)
 
         # 2. ONNX (static shape, named inputs), simplified, checked against PyTorch.
@@ -181,7 +184,7 @@ def export_model(
         for precision in precisions:
             t0 = time.perf_counter()
             bar.set_postfix_str(f"TFLite {precision}")
-            rep = representative_dataset(calib, layout) if precision == "int8" else None
+            rep = representative_dataset(calib, layout, lens_input) if precision == "int8" else None
             path = work / FILE_NAMES[precision]
             with tool_log(log, f"TFLite {precision} conversion"):
                 content = convert_tflite(saved_model, precision, rep, per_channel=int8_per_channel)
@@ -190,7 +193,7 @@ def export_model(
             path.write_bytes(content)
             with tool_log(log, f"running {path.name}"):  # the interpreter announces its XNNPACK delegate
                 runner = TFLiteRunner(path, num_threads, layout=layout)
-                outs = [runner(img, dep) for img, dep in inputs]
+                outs = [runner(*args) for args in inputs]
             psnr_db = min(gates.psnr(o, r) for o, r in zip(outs, refs))  # the worst sample decides
             gates.check_tflite_parity(precision, psnr_db)
             max_abs = max(float(np.abs(o - r).max()) for o, r in zip(outs, refs))
@@ -204,6 +207,7 @@ def export_model(
         manifest = build_manifest(
             name, source, size, layout, converter, variants,
             {"file": ONNX_NAME, "sha256": file_sha256(work / ONNX_NAME), "max_abs_diff_vs_pytorch": onnx_diff},
+            lens_default=default_lens(size) if lens_input else None,
         )
         write_manifest(work, manifest)
         for scratch in ("onnx2tf_input.onnx", "onnx2tf", "tools.log", *([] if keep_saved_model else ["saved_model"])):

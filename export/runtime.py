@@ -4,6 +4,7 @@ Evaluation, the CPU benchmark, the export gates and the web/Android tests all ca
 
     runner = load_runner("tflite_models/<name>/bokeh_fp32.tflite", num_threads=2)
     bokeh = runner(image, depth)  # (1, 3, H, W) float32 [0, 1], (1, 1, H, W) -> (1, 3, H, W)
+    bokeh = runner(image, depth, lens)  # a lens-conditioned model: lens (1, 3, 1, 1) = (d_f, K, dof)
 
 and get the same NCHW float32 interface from
 
@@ -14,7 +15,8 @@ and get the same NCHW float32 interface from
 
 When a ``manifest.json`` lies beside the file, the runner takes the model's name, layout and
 precision from it; otherwise it reads the layout off the input tensors. The output is returned as
-the network computes it, not clamped.
+the network computes it, not clamped. ``runner.lens_input`` says whether the model reads a lens; a
+depth-only model (the paper's) ignores one, so one call serves both kinds in an evaluation.
 """
 
 from __future__ import annotations
@@ -35,22 +37,41 @@ CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
 
 
 class Runner:
-    """Common interface: ``runner(image, depth) -> bokeh``, all NCHW float32 numpy arrays."""
+    """Common interface: ``runner(image, depth[, lens]) -> bokeh``, all NCHW float32 numpy arrays."""
 
+    lens_input: bool = False
     name: str
     precision: str
     input_size: tuple[int, int] | None  # (H, W) the model was exported for; None = any multiple of 16
     backend: str  # e.g. "LiteRT 2.3.0 (XNNPACK)"
     num_threads: int
 
-    def __call__(self, image: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    def __call__(self, image: np.ndarray, depth: np.ndarray, lens: np.ndarray | None = None) -> np.ndarray:
+        return self.to_nchw(self.invoke(self.prepare(self.inputs(image, depth, lens))))
+
+    def inputs(self, image: np.ndarray, depth: np.ndarray, lens: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Checked NCHW float32 inputs by graph name (the lens only for a model that reads one)."""
+        image, depth = np.asarray(image, np.float32), np.asarray(depth, np.float32)
         self._check(image, depth)
-        return self.to_nchw(self.invoke(self.prepare(np.asarray(image, np.float32), np.asarray(depth, np.float32))))
+        named = {"image": image, "depth": depth}
+        if self.lens_input:
+            if lens is None:
+                raise ValueError(f"{self.name}: this model takes a lens input (d_f, K, dof); pass lens, e.g. "
+                                 "auto_focus(depth) from training.renderers.lens or the manifest's default")
+            lens = np.asarray(lens, np.float32)
+            if lens.size != 3:
+                raise ValueError(f"{self.name}: lens must hold 3 values (d_f, K, dof), got shape {lens.shape}")
+            lens = lens.reshape(1, 3, 1, 1)
+            d_f, k, dof = lens.ravel().tolist()
+            if not np.isfinite(lens).all() or not 0.0 <= d_f <= 1.0 or k < 0 or not 0.0 <= dof <= 0.5:
+                raise ValueError(f"{self.name}: lens must be (d_f in [0, 1], K >= 0, dof in [0, 0.5]), got {[d_f, k, dof]}")
+            named["lens"] = lens
+        return named
 
     # The three steps of a call, apart so that a benchmark can time ``invoke`` alone.
-    def prepare(self, image: np.ndarray, depth: np.ndarray) -> dict[str, Any]:
-        """NCHW arrays → the runtime's own inputs (layout, container)."""
-        return {"image": image, "depth": depth}
+    def prepare(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
+        """Named NCHW arrays → the runtime's own inputs (layout, container)."""
+        return inputs
 
     def invoke(self, inputs: dict[str, Any]) -> Any:
         """One inference on prepared inputs; the output in the runtime's own form."""
@@ -98,8 +119,10 @@ class TFLiteRunner(Runner):
         if len(sigs) != 1:
             raise ValueError(f"{path}: expected one signature (image, depth -> bokeh), found {list(sigs)}")
         self._key = next(iter(sigs))
-        if sorted(sigs[self._key]["inputs"]) != ["depth", "image"]:
-            raise ValueError(f"{path}: inputs are {sigs[self._key]['inputs']}, expected image and depth")
+        names = sorted(sigs[self._key]["inputs"])
+        if names not in (["depth", "image"], ["depth", "image", "lens"]):
+            raise ValueError(f"{path}: inputs are {sigs[self._key]['inputs']}, expected image, depth (and lens)")
+        self.lens_input = "lens" in names
         self._runner = self.interpreter.get_signature_runner(self._key)
         self._out_name = sigs[self._key]["outputs"][0]
         image_shape = tuple(self._runner.get_input_details()["image"]["shape"])
@@ -114,10 +137,10 @@ class TFLiteRunner(Runner):
         m = re.search(r"(fp32|fp16|int8)", path.name)
         self.precision = variant["precision"] if variant else (m.group(1) if m else "fp32")
 
-    def prepare(self, image: np.ndarray, depth: np.ndarray) -> dict[str, Any]:
+    def prepare(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
         if self.layout == "NHWC":
-            image, depth = image.transpose(0, 2, 3, 1), depth.transpose(0, 2, 3, 1)
-        return {"image": np.ascontiguousarray(image), "depth": np.ascontiguousarray(depth)}
+            return {k: np.ascontiguousarray(v.transpose(0, 2, 3, 1)) for k, v in inputs.items()}
+        return {k: np.ascontiguousarray(v) for k, v in inputs.items()}
 
     def invoke(self, inputs: dict[str, Any]) -> np.ndarray:
         return self._runner(**inputs)[self._out_name]
@@ -149,8 +172,9 @@ class OnnxRunner(Runner):
         self.name = manifest["name"] if manifest else path.stem
         self.precision = "fp32"
         shape = {i.name: i.shape for i in self.session.get_inputs()}
-        if set(shape) != {"image", "depth"}:
-            raise ValueError(f"{path}: inputs are {sorted(shape)}, expected image and depth")
+        if set(shape) not in ({"image", "depth"}, {"image", "depth", "lens"}):
+            raise ValueError(f"{path}: inputs are {sorted(shape)}, expected image, depth (and lens)")
+        self.lens_input = "lens" in shape
         h, w = shape["image"][2:4]
         self.input_size = (h, w) if isinstance(h, int) and isinstance(w, int) else None
         self._out_name = self.session.get_outputs()[0].name
@@ -175,6 +199,7 @@ class TorchRunner(Runner):
         self.name = Path(path).stem
         self.precision = "fp32"
         self.input_size = None
+        self.lens_input = bool(self.generator.lens_input)
 
     def _check(self, image: np.ndarray, depth: np.ndarray) -> None:
         super()._check(image, depth)
@@ -182,16 +207,16 @@ class TorchRunner(Runner):
         if image.shape[2] % m or image.shape[3] % m:
             raise ValueError(f"{self.name}: height and width must be multiples of {m}, got {image.shape[2:]}")
 
-    def prepare(self, image: np.ndarray, depth: np.ndarray) -> dict[str, Any]:
+    def prepare(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
         import torch
 
-        return {"image": torch.from_numpy(image), "depth": torch.from_numpy(depth)}
+        return {k: torch.from_numpy(v) for k, v in inputs.items()}
 
     def invoke(self, inputs: dict[str, Any]) -> Any:
         import torch
 
         with torch.inference_mode():
-            return self.generator(inputs["image"], inputs["depth"])
+            return self.generator(inputs["image"], inputs["depth"], inputs.get("lens"))
 
     def to_nchw(self, output: Any) -> np.ndarray:
         return output.numpy()

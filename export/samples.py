@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from training.data import IMAGE_EXTS, read_depth, read_image
+from training.renderers.lens import LensParams, auto_focus
 
 __all__ = ["Sample", "list_sample_ids", "load_sample", "load_samples", "pick_ids"]
 
@@ -34,6 +35,13 @@ class Sample:
     id: str
     image: np.ndarray  # (1, 3, H, W) float32 RGB in [0, 1]
     depth: np.ndarray  # (1, 1, H, W) float32 disparity in [0, 1], 1 = near
+    # (1, 3, 1, 1) float32 (d_f, K, dof) for a lens-conditioned model, K in pixels at this size: the
+    # scene's lens/<id>.json (K rescaled with the width) or, without one, auto_focus(depth).
+    lens: np.ndarray
+
+    def args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``runner(*sample.args())``: a depth-only model ignores the lens."""
+        return self.image, self.depth, self.lens
 
 
 def _sort_key(sample_id: str) -> tuple[int, int | str]:
@@ -88,9 +96,19 @@ def load_sample(split_dir: str | Path, sample_id: str, size: tuple[int, int]) ->
     split_dir = Path(split_dir)
     image = read_image(_image_path(split_dir, sample_id))  # (3, h, w)
     depth = read_depth(_depth_dir(split_dir) / f"{sample_id}.png", size=tuple(image.shape[-2:]))  # (1, h, w)
+    h, w = image.shape[-2:]
     image = _cover_crop(image, size).clamp(0.0, 1.0)
     depth = _cover_crop(depth, size).clamp(0.0, 1.0)
-    return Sample(sample_id, image[None].contiguous().numpy(), depth[None].contiguous().numpy())
+    lens_path = split_dir / "lens" / f"{sample_id}.json"
+    if lens_path.is_file():
+        p = LensParams.load(lens_path)
+        # K is pixels of radius at the file's resolution; _cover_crop scaled the image by this
+        K = p.K * max(size[0] / h, size[1] / w)
+    else:
+        p = auto_focus(depth)
+        K = p.K
+    lens = np.array([p.d_f, K, p.dof], np.float32).reshape(1, 3, 1, 1)
+    return Sample(sample_id, image[None].contiguous().numpy(), depth[None].contiguous().numpy(), lens)
 
 
 def pick_ids(ids: list[str], n: int, exclude: set[str] = frozenset()) -> list[str]:

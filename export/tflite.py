@@ -41,12 +41,17 @@ def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
 
 
-def representative_dataset(samples: list[Sample], layout: str) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
-    """The calibration inputs for the int8 converter, keyed by signature input name."""
+def representative_dataset(samples: list[Sample], layout: str,
+                           lens_input: bool = False) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+    """The calibration inputs for the int8 converter, keyed by signature input name. A lens model
+    is calibrated with each sample's own lens, so the defocus planes span the range they will see."""
 
     def gen() -> Iterator[dict[str, np.ndarray]]:
         for s in samples:
-            yield {"image": to_layout(s.image, layout), "depth": to_layout(s.depth, layout)}
+            named = {"image": to_layout(s.image, layout), "depth": to_layout(s.depth, layout)}
+            if lens_input:
+                named["lens"] = to_layout(s.lens, layout)
+            yield named
 
     return gen
 

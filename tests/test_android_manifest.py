@@ -3,7 +3,8 @@
 The app cannot be built here (no Android SDK), so this test checks the contract it depends on:
 
 * ``android_demo/app/src/main/assets/model_spec.json`` states what the app expects (asset names,
-  tensor names ``image``/``depth``/``bokeh``, NHWC, float32, value ranges and normalisation); the
+  tensor names ``image``/``depth``/``bokeh``, NHWC, float32, value ranges and normalisation, and the
+  optional ``lens`` input of a lens-conditioned export, fed the manifest's default); the
   Kotlin code (``ModelSpec.kt``) reads it at run time and the ``copyModel`` Gradle task reads it
   for the file names, so it is the single statement of the app's expectations;
 * every exported ``tflite_models/*/manifest.json`` in the repo, and a fixture export, must satisfy
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import os
 import re
 import tomllib
@@ -71,6 +73,7 @@ def check_manifest(spec: dict, manifest: dict) -> list[str]:
             sizes.add((shape[1], shape[2]))
     if len(sizes) > 1:
         problems.append(f"inputs/outputs differ in size: {sorted(sizes)}")
+    problems += check_lens(spec, manifest)
     variants = manifest.get("variants") or {}
     usable = [p for p in spec["precisions"] if p in variants]
     if not usable:
@@ -81,6 +84,26 @@ def check_manifest(spec: dict, manifest: dict) -> list[str]:
             problems.append(f"variants.{p}.file {variants[p].get('file')!r}, copyModel copies {want_file!r}")
     if spec["default_precision"] not in variants:
         problems.append(f"default precision {spec['default_precision']} not exported (has {sorted(variants)})")
+    return problems
+
+
+def check_lens(spec: dict, manifest: dict) -> list[str]:
+    """The optional lens input (``ExportManifest.readLens`` in Kotlin): absent, or what the app feeds."""
+    want = spec["lens_input"]
+    inputs = manifest.get("inputs") or []
+    known = [t["name"] for t in spec["inputs"]] + [want["name"]]
+    unknown = [t.get("name") for t in inputs if t.get("name") not in known]
+    problems = [f"inputs: unknown {unknown}; the app feeds {known}"] if unknown else []
+    lens = next((t for t in inputs if t.get("name") == want["name"]), None)
+    if lens is None:  # a depth-only export
+        return problems
+    for field in ("layout", "dtype", "shape", "values"):
+        if lens.get(field) != want[field]:
+            problems.append(f"lens: {field} {lens.get(field)!r}, app feeds {want[field]!r}")
+    d = lens.get("default")
+    if not (isinstance(d, list) and len(d) == 3 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in d)
+            and 0 <= d[0] <= 1 and d[1] >= 0 and 0 <= d[2] <= 0.5):
+        problems.append(f"lens: default {d!r} is not [d_f in [0, 1], K >= 0, dof in [0, 0.5]]")
     return problems
 
 
@@ -120,6 +143,17 @@ def fixture_export(tmp_path_factory) -> Path:
     return build_fixture(tmp_path_factory.mktemp("export") / "fixture", size=(32, 48), precisions=("fp32", "fp16"))
 
 
+@pytest.fixture
+def lens_manifest(fixture_export) -> dict:
+    """The fixture's manifest as a lens-conditioned export's, lens entry from the exporter's own code."""
+    from export.manifest import lens_spec
+    from training.renderers.lens import default_lens
+
+    manifest = json.loads((fixture_export / "manifest.json").read_text())
+    manifest["inputs"].append(lens_spec("NHWC", default_lens((32, 48))))
+    return manifest
+
+
 # ------------------------------------------------------------------ the app's own files agree
 
 
@@ -134,13 +168,24 @@ def test_spec_states_the_shared_conventions(spec):
     assert spec["manifest_asset"] == "manifest.json"
     assert spec["precisions"] == ["fp32", "fp16", "int8"]
     assert spec["default_precision"] in spec["precisions"]
+    lens = spec["lens_input"]
+    assert (lens["name"], lens["optional"], lens["layout"], lens["dtype"]) == ("lens", True, "NHWC", "float32")
+    assert lens["shape"] == [1, 1, 1, 3] and lens["values"] == ["d_f", "K", "dof"]
+
+
+def test_spec_lens_is_what_the_exporter_writes(spec):
+    from export.manifest import lens_spec
+
+    exported = lens_spec("NHWC", (0.8, 35.77, 0.1))
+    assert {k: exported[k] for k in ("name", "layout", "dtype", "shape", "values")} == \
+        {k: spec["lens_input"][k] for k in ("name", "layout", "dtype", "shape", "values")}
 
 
 def test_kotlin_reads_the_spec_and_hard_codes_no_tensor(spec):
     model_spec_kt = (KOTLIN_DIR / "org/bokehgan/demo/ModelSpec.kt").read_text()
     asset = re.search(r'const val ASSET\s*=\s*"([^"]+)"', model_spec_kt)
     assert asset and (APP / "src/main/assets" / asset.group(1)) == SPEC_PATH
-    names = {t["name"] for t in spec["inputs"] + spec["outputs"]}
+    names = {t["name"] for t in spec["inputs"] + spec["outputs"]} | {spec["lens_input"]["name"]}
     for kt in KOTLIN_DIR.rglob("*.kt"):
         literals = set(re.findall(r'"([^"\\$]*)"', kt.read_text()))
         assert not literals & names, f"{kt.name} hard-codes tensor names {literals & names}: read them from ModelSpec"
@@ -200,6 +245,29 @@ MUTATIONS = {
 }
 
 
+def test_lens_manifest_satisfies_the_app(spec, lens_manifest):
+    assert check_manifest(spec, lens_manifest) == []
+
+
+LENS_MUTATIONS = {
+    "no default": (lambda m: m["inputs"][2].pop("default"), "lens: default None"),
+    "d_f out of range": (lambda m: m["inputs"][2]["default"].__setitem__(0, 1.5), "lens: default [1.5"),
+    "two values": (lambda m: m["inputs"][2]["default"].pop(), "lens: default"),
+    "values reordered": (lambda m: m["inputs"][2].update(values=["K", "d_f", "dof"]), "lens: values"),
+    "NCHW lens": (lambda m: m["inputs"][2].update(layout="NCHW", shape=[1, 3, 1, 1]), "lens: layout 'NCHW'"),
+    "unknown input": (lambda m: m["inputs"].append({"name": "aperture"}), "unknown ['aperture']"),
+}
+
+
+@pytest.mark.parametrize("mutation", sorted(LENS_MUTATIONS))
+def test_mismatched_lens_is_reported(spec, lens_manifest, mutation):
+    edit, expected = LENS_MUTATIONS[mutation]
+    bad = copy.deepcopy(lens_manifest)
+    edit(bad)
+    problems = check_manifest(spec, bad)
+    assert any(expected in p for p in problems), problems
+
+
 @pytest.mark.parametrize("mutation", sorted(MUTATIONS))
 def test_mismatched_manifest_is_reported(spec, fixture_export, mutation):
     manifest = json.loads((fixture_export / "manifest.json").read_text())
@@ -231,11 +299,13 @@ def test_repo_exports_satisfy_the_app(spec, manifest_path):
 
 
 @pytest.mark.slow
-def test_real_tiny_export_satisfies_the_app(spec, tmp_path):
+@pytest.mark.parametrize("lens_input", [False, True], ids=["depth_only", "lens"])
+def test_real_tiny_export_satisfies_the_app(spec, tmp_path, lens_input):
     """The real exporter (python -m export, onnx2tf) on a tiny random generator, end to end."""
     from web_demo.fixture_model import export_tiny_generator
 
-    out = export_tiny_generator(tmp_path / "tiny", size=(64, 96), precisions=("fp32", "fp16"))
+    out = export_tiny_generator(tmp_path / "tiny", size=(64, 96), precisions=("fp32", "fp16"), lens_input=lens_input)
     manifest = json.loads((out / "manifest.json").read_text())
+    assert [t["name"] for t in manifest["inputs"]][2:] == (["lens"] if lens_input else [])
     assert check_manifest(spec, manifest) == []
     assert check_tflite_agrees(manifest, out) == []

@@ -384,3 +384,51 @@ def test_onnx_tf_export_every_precision(tmp_path, tiny_ckpt, data_dir):
         runner = load_runner(out / v["file"])
         assert runner.layout == "NCHW"
         assert psnr(runner(sample.image, sample.depth), ref) >= TFLITE_MIN_PSNR_DB[precision]
+
+
+# ---------------------------------------------------------------------------- the lens-conditioned model
+
+
+def test_lens_model_exports_with_a_documented_lens_input(tmp_path, data_dir):
+    from training.renderers.lens import auto_focus, default_lens
+
+    torch.manual_seed(1)
+    gen = NAFNet(**TINY_ARCH, lens_input=True)
+    with torch.no_grad():
+        for name, p in gen.named_parameters():
+            if name.endswith(("beta", "gamma")):
+                p.normal_(0.0, 0.2)
+    gen.ending.reset_parameters()
+    gen.eval()
+    ckpt = tmp_path / "lens.pt"
+    torch.save({"generator": gen.state_dict(), "arch": {**TINY_ARCH, "lens_input": True}}, ckpt)
+    out = tmp_path / "lens_model"
+    assert main(["--checkpoint", str(ckpt), "--size", "64x96", "--out", str(out), "--calib-data", str(data_dir),
+                 "--calib-samples", "3", "--parity-samples", "2"]) == 0
+    manifest = read_manifest(out)
+    lens_spec = manifest["inputs"][2]
+    assert lens_spec["name"] == "lens" and lens_spec["values"] == ["d_f", "K", "dof"]
+    assert lens_spec["shape"] == [1, 1, 1, 3]  # onnx2tf's NHWC
+    assert lens_spec["default"] == pytest.approx(default_lens(SIZE), abs=1e-4)
+
+    # Without lens files the samples carry the project's auto-focus, computed on the cropped map.
+    sample = load_sample(data_dir, "0", SIZE)
+    ref_lens = auto_focus(sample.depth)
+    assert sample.lens.ravel().tolist() == pytest.approx([ref_lens.d_f, ref_lens.K, ref_lens.dof], rel=1e-5)
+
+    # Every file follows PyTorch for two different lenses, and the lens matters.
+    lenses = [np.array(v, np.float32) for v in ([0.9, 3.0, 0.0], [0.1, 6.0, 0.2])]
+    with torch.no_grad():
+        refs = [gen(torch.from_numpy(sample.image), torch.from_numpy(sample.depth),
+                    torch.from_numpy(lens.reshape(1, 3, 1, 1))).numpy() for lens in lenses]
+    assert np.abs(refs[0] - refs[1]).max() > 1e-3
+    for f in ("model.onnx", "bokeh_fp32.tflite", "bokeh_fp16.tflite", "bokeh_int8.tflite"):
+        runner = load_runner(out / f)
+        assert runner.lens_input
+        precision = "fp32" if f.endswith(".onnx") else runner.precision
+        for lens, ref in zip(lenses, refs):
+            assert psnr(runner(sample.image, sample.depth, lens), ref) >= TFLITE_MIN_PSNR_DB[precision], (f, lens)
+        with pytest.raises(ValueError, match="lens"):
+            runner(sample.image, sample.depth)
+        with pytest.raises(ValueError, match="d_f"):
+            runner(sample.image, sample.depth, np.array([1.5, 3.0, 0.0], np.float32))

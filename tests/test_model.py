@@ -178,3 +178,40 @@ def test_every_generator_parameter_gets_a_gradient():
     g(torch.rand(1, 3, 32, 32), torch.rand(1, 1, 32, 32)).square().mean().backward()
     missing = [n for n, p in g.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert not missing, missing
+
+
+# ----------------------------------------------------------------------------- lens conditioning
+
+
+def test_lens_mode_adds_only_two_intro_planes_and_depth_only_is_unchanged():
+    base = count_parameters(NAFNet(width=8))
+    lens = count_parameters(NAFNet(width=8, lens_input=True))
+    assert base == 1_047_891
+    assert lens - base == 2 * 8 * 3 * 3  # the intro conv reads S and |S| besides RGB + depth
+
+
+@pytest.mark.parametrize("dof", [0.0, 0.12])
+def test_network_defocus_equals_the_renderers_signed_defocus(dof):
+    # Independent reference: training/renderers/lens.py (clamp_min form, per-image LensParams).
+    from training.renderers.lens import LensParams, signed_defocus
+
+    net = NAFNet(width=4, enc_blocks=(1,), dec_blocks=(1,), middle_blocks=1, lens_input=True)
+    depth = torch.rand(2, 1, 8, 12)
+    lenses = [LensParams(K=30.0, d_f=0.7, dof=dof), LensParams(K=5.0, d_f=0.1, dof=dof)]
+    lens = torch.tensor([[p.d_f, p.K, p.dof] for p in lenses]).view(2, 3, 1, 1)
+    s, r = net.defocus(depth, lens)
+    ref = torch.stack([signed_defocus(depth[i], p) for i, p in enumerate(lenses)]) / net.defocus_scale
+    torch.testing.assert_close(s, ref, atol=1e-6, rtol=0)
+    torch.testing.assert_close(r, ref.abs(), atol=1e-6, rtol=0)
+
+
+def test_lens_mode_output_depends_on_the_lens_and_requires_it():
+    torch.manual_seed(0)
+    net = NAFNet(width=4, enc_blocks=(1,), dec_blocks=(1,), middle_blocks=1, lens_input=True)
+    nn.init.normal_(net.ending.weight, std=0.1)
+    image, depth = torch.rand(1, 3, 16, 16), torch.rand(1, 1, 16, 16)
+    a = net(image, depth, torch.tensor([0.2, 10.0, 0.0]).view(1, 3, 1, 1))
+    b = net(image, depth, torch.tensor([0.9, 10.0, 0.0]).view(1, 3, 1, 1))
+    assert (a - b).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="lens"):
+        net(image, depth)

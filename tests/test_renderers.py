@@ -119,7 +119,11 @@ def test_for_photo_defaults():
     d[..., 70:, :] = 1.0  # 30 % near subject at d = 1, the rest at d = 0
     lens = LensParams.for_photo(d)
     assert lens.d_f == pytest.approx(1.0)
-    assert lens.K == pytest.approx(0.0163 * 150, rel=1e-6)  # farthest surface blurred by 1.63 % of width
+    assert lens.dof == pytest.approx(0.1)  # the whole subject in a sharp band
+    # The farthest surface is blurred by 1.63 % of the width, the band taken out: K (1 - 0.1).
+    far_radius = blur_radius(torch.zeros(1), lens)
+    assert float(far_radius) == pytest.approx(0.0163 * 150, rel=1e-6)
+    assert float(blur_radius(torch.tensor([0.95]), lens)) == 0.0  # inside the band: sharp
     wide = LensParams.for_photo(torch.nn.functional.interpolate(d, scale_factor=2.0))
     assert wide.K == pytest.approx(2 * lens.K, rel=1e-6)
     with pytest.raises(ValueError, match="NaN"):
@@ -360,3 +364,19 @@ def test_cpu_and_cuda_agree(name):
     gpu = r.render(img.cuda(), disp.cuda(), lens)
     assert gpu.device.type == "cuda"
     assert (cpu - gpu.cpu()).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_sharp_band_keeps_planes_near_the_focus_unchanged(name):
+    # dof = 0.1: a plane 0.08 off the focal disparity is inside the band (radius 0: unchanged), one
+    # 0.3 off is blurred by K (0.3 - 0.1) = 4 px, the same as a plane 0.2 off with dof = 0.
+    img = textured(48, 64, seed=3)
+    near = torch.full((1, 1, 48, 64), 0.58)
+    far = torch.full((1, 1, 48, 64), 0.2)
+    lens = LensParams(K=20.0, d_f=0.5, dof=0.1)
+    r = get_renderer(name)
+    torch.testing.assert_close(r.render(img, near, lens), img.clamp(0, 1), atol=2e-3, rtol=0)
+    blurred = r.render(img, far, lens)
+    assert (blurred - img).abs().mean() > 0.01
+    same = r.render(img, torch.full((1, 1, 48, 64), 0.3), LensParams(K=20.0, d_f=0.5))
+    torch.testing.assert_close(blurred, same, atol=2e-3, rtol=0)

@@ -146,3 +146,33 @@ def test_killed_run_resumes_at_the_saved_step(tiny_dataset, tmp_path):
     resumed = subprocess.run([*base, "--ckpt_path", str(last)], env=env, cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert log.read_text().split("\n")[:3] == ["start 0", f"start {saved_step}", "end 6"]
+
+
+LENS = str(REPO / "training/configs/lens.yaml")
+
+
+def test_lens_conditioned_model_trains_through_both_stages(tmp_path):
+    # Synthetic data with lens/<id>.json (refocused, with sharp bands), the paper's two stages
+    # plus lens.yaml, with bf16 autocast, channels_last and the cosine decay of cpu_fast/phone.
+    from training import synth
+
+    root = tmp_path / "data"
+    synth.generate(root, 4, 2, (64, 96), seed=3, progress=False, refocus_prob=0.5, dof_max=0.2)
+    out = tmp_path / "runs"
+    fast = ["--config", LENS, "--trainer.precision", "bf16-mixed", "--model.channels_last", "true",
+            "--model.lr_decay_steps", "4", "--data.cache", "true", "--data.num_workers", "0"]
+    cli1 = _fit(STAGE1, root, out, *fast)
+    assert cli1.model.generator.lens_input and cli1.trainer.global_step == 4
+    batch = next(iter(cli1.datamodule.train_dataloader()))
+    assert batch["lens"].shape == (2, 3, 1, 1)
+    # The cosine schedule reached its floor (1 % of the learning rate) at the last step.
+    assert cli1.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3 * 0.01, rel=1e-6)
+    best = out / "stage1" / "checkpoints" / "best.ckpt"
+    cli2 = _fit(STAGE2, root, out, *fast, "--model.init_generator", str(best), "--model.vgg_weight", "0",
+                "--trainer.max_steps", "8")
+    assert cli2.model.generator.lens_input and "train/g_adv" in cli2.trainer.logged_metrics
+    # A depth-only stage 2 refuses a lens stage-1 generator, naming both settings.
+    with pytest.raises(ValueError, match="lens_input"):
+        from training.module import BokehGAN
+
+        BokehGAN(width=4, enc_blocks=(1, 1, 1, 1), dec_blocks=(1, 1, 1, 1), middle_blocks=1, init_generator=str(best))

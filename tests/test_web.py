@@ -2,17 +2,20 @@
 .tflite file, and the page's output must match the Python TFLite interpreter on the same input
 (PSNR >= 40 dB).
 
-Two models, both built at the size of the bundled samples so that no resampling happens in the
+Three models, all built at the size of the bundled samples so that no resampling happens in the
 browser and the reference sees exactly the pixels the page decoded:
 
 * ``tiny``: the real exporter (``python -m export``) on a tiny random NAFNet, fp32 and fp16;
+* ``tiny_lens``: the same on a lens-conditioned NAFNet (third input ``lens`` = (d_f, K, dof));
+  the page feeds the manifest's default lens and must match the interpreter given that lens;
 * ``fixture``: ``web_demo/fixture_model.py`` (a TF-built depth-weighted blur with the same
   interface, manifest written by the exporter's own ``export.manifest``), whose output looks like
   bokeh: it makes the README screenshot.
 
 The pre-processing is checked on its own too: the float inputs the page fed must equal the PNG
-values read with Pillow. Needs Debian's ``chromium``, ``node`` and ``web_demo/node_modules``
-(``bash web_demo/setup.sh`` installs them); skipped with that message otherwise. Set
+values read with Pillow. The browser tests need Debian's ``chromium``, ``node`` and
+``web_demo/node_modules`` (``bash web_demo/setup.sh`` installs them) and are skipped with that
+message otherwise; the tests of ``serve.py``'s default URLs need none of them. Set
 ``BOKEH_WEB_SCREENSHOT=docs/web_demo.png`` to refresh the README's screenshot.
 """
 
@@ -46,7 +49,7 @@ _missing = [
         ("web_demo/node_modules/playwright-core", (WEB / "node_modules/playwright-core").is_dir()),
     ) if not ok
 ]
-pytestmark = pytest.mark.skipif(bool(_missing), reason=f"missing {', '.join(_missing)}: {SETUP_HINT}")
+needs_browser = pytest.mark.skipif(bool(_missing), reason=f"missing {', '.join(_missing)}: {SETUP_HINT}")
 
 PSNR_MIN_DB = 40.0
 SAMPLE = "1"  # the person-like figure: the screenshot in web_demo/README.md
@@ -74,6 +77,8 @@ def models_dir(tmp_path_factory, samples) -> Path:
     # tiny random generator, ~25-50 s on 2 cores; and the TF-built fixture (~8 s), whose
     # depth-weighted blur makes the README screenshot look like bokeh.
     export_tiny_generator(root / "tiny", size=size, precisions=("fp32", "fp16"))
+    # fp32 and fp16, so that the page's default precision (fp16 first) is a real choice.
+    lens = export_tiny_generator(root / "tiny_lens", size=size, precisions=("fp32", "fp16"), lens_input=True)
     fixture = build_fixture(root / "fixture", size=size, precisions=("fp32",))
 
     # Two broken copies, to prove the page checks what it is given instead of running anyway.
@@ -88,6 +93,19 @@ def models_dir(tmp_path_factory, samples) -> Path:
         else:  # self-consistent, but 16 rows taller than the .tflite file's tensors
             for t in m["inputs"] + m["outputs"]:
                 t["shape"][1] += 16
+        write_json_atomic(d / "manifest.json", m)
+
+    # Two broken lens models: no usable default, and a manifest that omits the lens the file reads.
+    lens_manifest = json.loads((lens / "manifest.json").read_text())
+    for name, edit in (("bad_lens_default", "default"), ("lens_not_listed", "drop")):
+        d = root / name
+        d.mkdir()
+        shutil.copy(lens / "bokeh_fp16.tflite", d / "bokeh_fp16.tflite")
+        m = json.loads(json.dumps(lens_manifest))
+        if edit == "default":
+            m["inputs"][2]["default"] = [0.8, 7.0]
+        else:
+            m["inputs"] = m["inputs"][:2]
         write_json_atomic(d / "manifest.json", m)
     return root
 
@@ -131,16 +149,26 @@ def _sample_inputs(samples: dict, sample_id: str) -> tuple[np.ndarray, np.ndarra
     return image[None], depth[None]
 
 
-@pytest.mark.parametrize(("model", "precision"), [("tiny", "fp32"), ("tiny", "fp16"), ("fixture", "fp32")])
+def _lens_inputs(manifest: dict) -> dict[str, np.ndarray]:
+    """The manifest's default lens in its own shape, as the page feeds it; {} for a depth-only model."""
+    lens = next((t for t in manifest["inputs"] if t["name"] == "lens"), None)
+    return {} if lens is None else {"lens": np.array(lens["default"], np.float32).reshape(lens["shape"])}
+
+
+# precision None: no ?precision= in the URL, the page must pick fp16 over the fp32 listed first.
+@needs_browser
+@pytest.mark.parametrize(("model", "precision"),
+                         [("tiny", "fp32"), ("tiny", "fp16"), ("fixture", "fp32"), ("tiny_lens", None)])
 def test_page_output_matches_tflite_interpreter(model, precision, server, models_dir, samples, tmp_path):
     from web_demo.fixture_model import run_tflite
 
     shot = tmp_path / "page.png"
     screenshot_run = model == "fixture"
-    r = run_page(server, f"model={model}&precision={precision}&accelerator=wasm&sample={SAMPLE}", tmp_path, shot,
-                 bench=screenshot_run)
+    query = f"model={model}&accelerator=wasm&sample={SAMPLE}" + (f"&precision={precision}" if precision else "")
+    r = run_page(server, query, tmp_path, shot, bench=screenshot_run)
     assert r["ok"], f"page failed: {r['error']}\n" + "\n".join(r.get("console", []))
     assert r["error"] is None, r["error"]
+    precision = precision or "fp16"
     assert r["accelerator"] == "wasm" and (r["model"], r["precision"]) == (model, precision)
     assert r["layout"] == "NHWC"
     n, h, w, c = r["output_shape"]
@@ -153,13 +181,28 @@ def test_page_output_matches_tflite_interpreter(model, precision, server, models
     np.testing.assert_allclose(page_image, image, atol=1e-6)
     np.testing.assert_allclose(page_depth, depth, atol=1e-6)
 
-    # Inference: LiteRT.js (WASM, XNNPACK) vs the Python TFLite interpreter on the same file.
-    ref = run_tflite(models_dir / model / f"bokeh_{precision}.tflite", {"image": image, "depth": depth})["bokeh"]
+    # A lens model is fed the manifest's default lens, and the page says which; a depth-only one none.
+    manifest = json.loads((models_dir / model / "manifest.json").read_text())
+    lens = _lens_inputs(manifest)
+    if lens:
+        np.testing.assert_array_equal(np.float32(r["lens"]), lens["lens"].ravel())
+        d_f, k, dof = lens["lens"].ravel()
+        assert f"d_f {d_f:.2f} · K {k:.1f} px · dof {dof:.2f}" in r["facts"], r["facts"]
+    else:
+        assert r["lens"] is None and "none (depth-only model)" in r["facts"], r["facts"]
+
+    # Inference: LiteRT.js (WASM, XNNPACK) vs the Python TFLite interpreter on the same file and lens.
+    model_file = models_dir / model / f"bokeh_{precision}.tflite"
+    ref = run_tflite(model_file, {"image": image, "depth": depth, **lens})["bokeh"]
     page_out = _decode(r["output_b64"], np.float32).reshape(ref.shape)
     ref01, page01 = np.clip(ref, 0, 1), np.clip(page_out, 0, 1)
     assert psnr(page01, ref01) >= PSNR_MIN_DB, f"page vs interpreter: {psnr(page01, ref01):.1f} dB"
     # The comparison means something only if the model changed the photo noticeably.
     assert psnr(ref01, image) < 35.0, "model output is (nearly) the input; the test would prove nothing"
+    if lens:  # ... and only if another lens would have given another picture
+        other = np.array([1.0 - d_f, k, dof], np.float32).reshape(lens["lens"].shape)
+        ref_other = run_tflite(model_file, {"image": image, "depth": depth, "lens": other})["bokeh"]
+        assert psnr(np.clip(ref_other, 0, 1), ref01) < PSNR_MIN_DB, "the lens barely changes the output"
 
     # Post-processing: the "after" canvas shows clamp(output) * 255.
     rgba = _decode(r["after_rgba_b64"], np.uint8).reshape(h, w, 4)
@@ -182,20 +225,25 @@ def test_page_output_matches_tflite_interpreter(model, precision, server, models
         os.replace(tmp, dst)
 
 
+@needs_browser
 @pytest.mark.parametrize(
     ("model", "message"),
     [
         ("bad_name", 'no input named "depth"'),
         ("bad_shape", "manifest says float32"),
         ("no_such_model", "HTTP 404"),
+        ("bad_lens_default", 'input "lens": default [0.8,7]'),
+        ("lens_not_listed", "manifest.json lists image, depth"),
     ],
 )
 def test_page_rejects_inconsistent_model(model, message, server, tmp_path):
-    r = run_page(server, f"model={model}&precision=fp32&sample=0", tmp_path)
+    # No ?precision=: the page's default (fp16, else the first variant) must find the only file.
+    r = run_page(server, f"model={model}&sample=0", tmp_path)
     assert not r["ok"]
     assert message in (r["error"] or ""), r["error"]
 
 
+@needs_browser
 @pytest.mark.slow
 def test_page_runs_nchw_export(server, models_dir, samples, tmp_path):
     """An onnx-tf export keeps NCHW ([1, 3, H, W]): the page packs and unpacks by the manifest's layout."""
@@ -215,3 +263,52 @@ def test_page_runs_nchw_export(server, models_dir, samples, tmp_path):
     h, w = samples["size"]
     shown = _decode(r["after_rgba_b64"], np.uint8).reshape(h, w, 4)[..., :3].astype(np.float32) / 255.0
     assert psnr(shown, np.clip(ref[0].transpose(1, 2, 0), 0, 1)) >= PSNR_MIN_DB
+
+
+# ------------------------------------------------------------------ serve.py's default URLs (no browser)
+
+
+def _fake_export(root: Path, name: str, precisions: list[str]) -> None:
+    (root / name).mkdir()
+    variants = {p: {"file": f"bokeh_{p}.tflite"} for p in precisions}
+    (root / name / "manifest.json").write_text(json.dumps({"name": name, "variants": variants}))
+
+
+def test_serve_prints_a_url_per_model_with_an_exported_precision(tmp_path):
+    """A shipped model may have no fp32 file: the printed URL asks for fp16, else the first variant."""
+    from web_demo.serve import page_urls
+
+    _fake_export(tmp_path, "nafnet_w8_lens_cpu", ["fp16", "int8"])
+    _fake_export(tmp_path, "all", ["fp32", "fp16", "int8"])
+    _fake_export(tmp_path, "int8_only", ["int8"])
+    (tmp_path / "not_a_model").mkdir()
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "manifest.json").write_text("{")
+    lines = page_urls("http://127.0.0.1:8000", tmp_path)
+    assert lines[0] == "http://127.0.0.1:8000/web_demo/index.html?model=all&precision=fp16"
+    assert lines[1].startswith(f"{tmp_path / 'broken' / 'manifest.json'}: not usable")
+    assert lines[2:] == ["http://127.0.0.1:8000/web_demo/index.html?model=int8_only&precision=int8",
+                         "http://127.0.0.1:8000/web_demo/index.html?model=nafnet_w8_lens_cpu&precision=fp16"]
+
+
+def test_serve_names_every_repo_model(capsys, monkeypatch):
+    """``serve.py`` with no --models lists the folders of tflite_models/ (no model name is hard-coded)."""
+    from web_demo import serve
+
+    class NoServe:  # stop main() before it serves forever
+        server_address = ("127.0.0.1", 8000)
+
+        def serve_forever(self):
+            raise KeyboardInterrupt
+
+        def server_close(self):
+            pass
+
+    monkeypatch.setattr(serve, "make_server", lambda *a, **k: NoServe())
+    serve.main([])
+    out = capsys.readouterr().out
+    manifests = sorted((REPO / "tflite_models").glob("*/manifest.json"))
+    for path in manifests:
+        precision = serve.default_precision(json.loads(path.read_text()))
+        assert f"index.html?model={path.parent.name}&precision={precision}" in out, out
+    assert manifests or "no exported model" in out, out

@@ -268,7 +268,8 @@ def _one_id_val_list(root: Path, tmp: Path) -> str:
 
 
 def make_datamodule(
-    root: str | os.PathLike, crop: int, batch_size: int, num_workers: int, tmp: Path, seed: int = 0
+    root: str | os.PathLike, crop: int, batch_size: int, num_workers: int, tmp: Path, seed: int = 0,
+    lens: bool = False, cache: bool = False,
 ) -> L.LightningDataModule:
     """``BokehDataModule`` on ``root`` as training uses it (random crops, flips, pinned memory)."""
     from training.data import BokehDataModule  # noqa: PLC0415
@@ -282,7 +283,8 @@ def make_datamodule(
     has_splits = (root / "train" / "original").is_dir() and (root / "val" / "original").is_dir()
     val_split = "auto" if has_splits else _one_id_val_list(root, tmp)
     return BokehDataModule(
-        str(root), val_split=val_split, crop_size=crop, batch_size=batch_size, num_workers=num_workers, seed=seed
+        str(root), val_split=val_split, crop_size=crop, batch_size=batch_size, num_workers=num_workers, seed=seed,
+        lens=lens, cache=cache,
     )
 
 
@@ -398,6 +400,8 @@ def run_stage(
     cpu_threads: int = 1,
     seed: int = 0,
     tmp: Path | None = None,
+    lens: bool = False,
+    cache: bool = False,
 ) -> StageResult:
     """Run ``warmup + steps`` real training batches of one stage and time them.
 
@@ -424,16 +428,18 @@ def run_stage(
         vgg_file, vgg_label = resolve_vgg(vgg, tmp) if stage == 2 else (None, "-")
         levers = {"channels_last": channels_last, "compile": compile, "fused_adam": fused_adam}
         L.seed_everything(seed, verbose=False)
-        model = BokehGAN(**stage_model_kwargs(stage, width, vgg_file, levers, arch))
+        model = BokehGAN(**stage_model_kwargs(stage, width, vgg_file, levers, arch), lens_input=lens)
         device = _device_name(accelerator)  # while the run's thread count is set
         if stage == 2 and vgg_file is None:
             vgg_label = "off"
         needed = warmup + steps
         if data == "synthetic-in-memory":
+            if lens:
+                raise ValueError("--lens needs --data DIR (a synthetic data set with lens/ files)")
             dm: L.LightningDataModule = InMemoryDataModule(needed, batch_size, crop, seed)
             per_epoch = needed
         else:
-            dm = make_datamodule(data, crop, batch_size, num_workers, tmp, seed)
+            dm = make_datamodule(data, crop, batch_size, num_workers, tmp, seed, lens=lens, cache=cache)
             dm.setup("fit")
             per_epoch = len(dm.train_set) // batch_size  # drop_last=True
             if per_epoch < 1:
@@ -836,6 +842,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="torch threads on a CPU run (default 1: spare threads spin on a shared CPU)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
+    p.add_argument("--lens", action="store_true", help="the lens-conditioned generator (needs --data DIR)")
+    p.add_argument("--cache", action="store_true", help="BokehDataModule's in-memory cache of decoded samples")
+    p.add_argument("--compare-cpu-recipe", action="store_true",
+                   help="run each stage twice, eager fp32 and training/configs/cpu_fast.yaml (bf16 autocast, "
+                        "channels_last, torch.compile, cache), and print the speed-up")
     p.add_argument("--loader-only", action="store_true", help="time BokehDataModule's training loader alone")
     p.add_argument("--make-fake-ebb", nargs=2, metavar=("N", "DIR"),
                    help="write N fake EBB!-size JPEG pairs (1536x1024, quality 95) into DIR first")
@@ -897,20 +908,34 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if len(args.num_workers) != 1:
             raise SystemExit("--num-workers: one value for a training benchmark (lists are for --loader-only)")
         stages = (1, 2) if args.stage == "both" else (int(args.stage),)
+        # (precision, compile, channels_last, cache) of each run; the recipe is read from its YAML
+        # so that the table measures exactly what the config trains with.
+        runs = [(args.precision, args.compile, args.channels_last, args.cache)]
+        if args.compare_cpu_recipe:
+            recipe = yaml.safe_load((CONFIG_DIR / "cpu_fast.yaml").read_text())
+            runs = [("32-true", False, False, args.cache),
+                    (recipe["trainer"]["precision"], recipe["model"]["compile"], recipe["model"]["channels_last"],
+                     recipe["data"]["cache"])]
         results = []
         with tempfile.TemporaryDirectory(prefix="bokeh_bench_") as tmp:
             for stage in stages:
-                results.append(run_stage(
-                    stage, crop=args.crop, batch_size=args.batch_size, width=args.width, arch=args.arch,
-                    precision=args.precision,
-                    compile=args.compile, channels_last=args.channels_last, fused_adam=args.fused_adam,
-                    steps=args.steps, warmup=args.warmup, data=args.data, num_workers=args.num_workers[0],
-                    vgg=args.vgg, accelerator=args.accelerator, cudnn_benchmark=args.cudnn_benchmark,
-                    cpu_threads=args.cpu_threads, seed=args.seed, tmp=Path(tmp),
-                ))  # fmt: skip
+                for precision, compiled, channels_last, cache in runs:
+                    results.append(run_stage(
+                        stage, crop=args.crop, batch_size=args.batch_size, width=args.width, arch=args.arch,
+                        precision=precision,
+                        compile=compiled, channels_last=channels_last, fused_adam=args.fused_adam,
+                        steps=args.steps, warmup=args.warmup, data=args.data, num_workers=args.num_workers[0],
+                        vgg=args.vgg, accelerator=args.accelerator, cudnn_benchmark=args.cudnn_benchmark,
+                        cpu_threads=args.cpu_threads, seed=args.seed, tmp=Path(tmp), lens=args.lens, cache=cache,
+                    ))  # fmt: skip
         print(f"`{command}`\n\n{stage_table(results)}")
+        if args.compare_cpu_recipe:
+            for base, fast in zip(results[::2], results[1::2]):
+                print(f"\nstage {base.stage}: cpu_fast.yaml / eager fp32 = "
+                      f"{fast.images_per_s / base.images_per_s:.2f}x images/s "
+                      f"(loader wait {100 * fast.loader_wait_fraction:.1f} %)")
         payload["stages"] = [asdict(r) for r in results]
-        by_stage = {r.stage: r.images_per_s for r in results}
+        by_stage = {r.stage: r.images_per_s for r in results[-len(stages):]}
         if len(by_stage) == 2:
             payload["schedule_s"] = schedule_seconds(by_stage[1], by_stage[2])
     if args.json:

@@ -16,7 +16,7 @@ import torch
 
 from training.model import NAFNet
 
-ARCH_KEYS = ("width", "enc_blocks", "middle_blocks", "dec_blocks")
+ARCH_KEYS = ("width", "enc_blocks", "middle_blocks", "dec_blocks", "lens_input")
 
 
 @dataclass
@@ -66,6 +66,8 @@ def load_generator(path: str | Path, map_location: str = "cpu") -> GeneratorChec
             arch[k] = tuple(arch[k])
     if "width" not in arch:  # infer from the intro conv so a bare state dict still loads
         arch["width"] = int(state["intro.weight"].shape[0])
+    if "lens_input" not in arch and "intro.weight" in state:  # 6 input planes = RGB + depth + S + |S|
+        arch["lens_input"] = int(state["intro.weight"].shape[1]) == 6
     gen = NAFNet(**arch)
     try:
         gen.load_state_dict(state)

@@ -16,7 +16,11 @@ and validates on a hand-pruned hold-out of 200 images (Val200; the literature's 
     the depth command is preferred when it exists.
 
 A batch is ``{"image": (B,3,H,W), "depth": (B,1,H,W), "target": (B,3,H,W), "id": list[str]}``,
-float32 in [0, 1], depth as normalised disparity with 1 = near.
+float32 in [0, 1], depth as normalised disparity with 1 = near. With ``lens=True`` it also holds
+``"lens": (B,3,1,1)`` = (d_f, K, dof) for the lens-conditioned generator, from, in this order: the
+synthetic data's ``<split>/lens/<id>.json``, a ``lens_csv`` file (``id,d_f,K[,dof]`` rows), or the
+documented auto-focus :func:`training.renderers.lens.auto_focus` on the depth map (EBB! has no
+lens values). K is in pixels at the file's resolution, which crops keep.
 
 Bad input (unreadable/truncated file, non-RGB or 16-bit image, sizes that differ, missing depth)
 raises :class:`BadSampleError` naming the file; ``on_bad_file="skip"`` skips it instead and counts.
@@ -119,8 +123,13 @@ def _load_rgb(path: str | os.PathLike) -> Image.Image:
     return img
 
 
+def _array_to_tensor(arr: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) → float32 (3, H, W) in [0, 1]."""
+    return torch.from_numpy(np.array(arr, dtype=np.uint8)).permute(2, 0, 1).float().div_(255.0)  # a writable copy
+
+
 def _to_tensor(img: Image.Image) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255.0)
+    return _array_to_tensor(np.asarray(img, dtype=np.uint8))
 
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
@@ -236,6 +245,10 @@ class FolderLayout:
 
         return find(self.original, IMAGE_EXTS), find(self.bokeh, IMAGE_EXTS), find(self.depth, IMAGE_EXTS)
 
+    def lens_file(self, sample_id: str) -> Path:
+        """``<split>/lens/<id>.json``: the lens parameters the synthetic data was rendered with."""
+        return self.original.parent / "lens" / f"{sample_id}.json"
+
 
 def _is_split_folder(p: Path) -> bool:
     return (p / "original").is_dir() and (p / "bokeh").is_dir()
@@ -320,6 +333,35 @@ def _center_box(w: int, h: int, cw: int, ch: int) -> tuple[int, int, int, int]:
     return left, top, left + cw, top + ch
 
 
+def read_lens_csv(path: str | os.PathLike) -> dict[str, tuple[float, float, float]]:
+    """``id,d_f,K[,dof]`` rows (a header line is allowed) → {id: (d_f, K, dof)}; names the file
+    and line on error."""
+    from training.renderers.lens import LensParams  # noqa: PLC0415 (renderers pull in their numerics)
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"lens CSV {path} does not exist (rows: id,d_f,K[,dof])")
+    out: dict[str, tuple[float, float, float]] = {}
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        cells = [c.strip() for c in line.split("#", 1)[0].split(",")]
+        if cells == [""] or (n == 1 and cells[:3] == ["id", "d_f", "K"]):
+            continue
+        try:
+            if len(cells) not in (3, 4):
+                raise ValueError(f"{len(cells)} cells")
+            lens = LensParams(K=float(cells[2]), d_f=float(cells[1]), dof=float(cells[3]) if len(cells) == 4 else 0.0)
+        except ValueError as e:
+            raise ValueError(f"{path}:{n}: expected 'id,d_f,K[,dof]' with 0 <= d_f <= 1, K >= 0, 0 <= dof <= 0.5, "
+                             f"got {line!r} ({e})") from None
+        out[cells[0]] = (lens.d_f, lens.K, lens.dof)
+    return out
+
+
+def lens_tensor(d_f: float, K: float, dof: float = 0.0) -> torch.Tensor:
+    """The generator's lens input for one image: (3, 1, 1) = (d_f, K, dof)."""
+    return torch.tensor([d_f, K, dof], dtype=torch.float32).view(3, 1, 1)
+
+
 class BokehPairs(Dataset):
     """(image, depth, target) triples of one split.
 
@@ -328,6 +370,12 @@ class BokehPairs(Dataset):
     (``crop_size=None``): the full image, centre-cropped to H, W multiples of 16 because the
     generator's four 2× downsamplings need that; ``center_crop`` instead takes a centred square
     (for quick CPU runs; rounded down to a multiple of 16).
+
+    ``lens``: add the (d_f, K, dof) lens input (module docstring). ``cache``: keep every decoded sample
+    in memory (uint8 images, float16 depth; ~13 MB a 1024×1536 pair) so that later epochs only
+    crop. Decoding three 1.5-megapixel PNGs takes ~0.1 s, as long as a training step of 256² crops
+    on two CPU cores: without the cache the loader would need a core of its own. With DataLoader
+    workers each worker holds its own copy, so use it with ``num_workers=0``.
     """
 
     def __init__(
@@ -338,6 +386,9 @@ class BokehPairs(Dataset):
         flip: bool = False,
         on_bad_file: str = "raise",
         center_crop: int | None = None,
+        lens: bool = False,
+        lens_csv: str | os.PathLike | None = None,
+        cache: bool = False,
     ) -> None:
         if on_bad_file not in ("raise", "skip"):
             raise ValueError(f"on_bad_file must be 'raise' or 'skip', got {on_bad_file!r}")
@@ -349,6 +400,10 @@ class BokehPairs(Dataset):
         self.flip = flip
         self.on_bad_file = on_bad_file
         self.center_crop = center_crop
+        self.lens = lens
+        self.lens_values = read_lens_csv(lens_csv) if lens_csv else {}
+        self.cache = cache
+        self._decoded: dict[int, tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor | None]] = {}
         # Shared across DataLoader workers (inherited at fork/spawn), so the count is global.
         self._skip_count: Any = multiprocessing.Value("i", 0)
         self._bad: dict[int, str] = {}  # index → reason, per process, so a bad file is decoded once
@@ -399,7 +454,22 @@ class BokehPairs(Dataset):
             img_path, _, _ = self.layout.files(self.ids[index])
             raise BadSampleError(img_path, f"failed to load sample id {self.ids[index]} ({type(e).__name__}: {e})") from e
 
-    def _load(self, index: int) -> dict[str, Any]:
+    def _lens(self, sid: str, depth: torch.Tensor) -> torch.Tensor:
+        from training.renderers.lens import LensParams, auto_focus  # noqa: PLC0415
+
+        path = self.layout.lens_file(sid)
+        if path.is_file():
+            p = LensParams.load(path)
+        elif sid in self.lens_values:
+            return lens_tensor(*self.lens_values[sid])
+        else:
+            p = auto_focus(depth)
+        return lens_tensor(p.d_f, p.K, p.dof)
+
+    def _decode(self, index: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor | None]:
+        """(image uint8 HWC, target uint8 HWC, depth (1, H, W), lens (3, 1, 1) or None) of one id."""
+        if index in self._decoded:
+            return self._decoded[index]
         sid = self.ids[index]
         img_path, tgt_path, depth_path = self.layout.files(sid)
         img = _load_rgb(img_path)
@@ -411,6 +481,18 @@ class BokehPairs(Dataset):
             )
         w, h = img.size
         depth = read_depth(depth_path, (h, w))  # (1, H, W)
+        lens = self._lens(sid, depth) if self.lens else None  # from the full map, before any crop
+        out = (np.asarray(img, dtype=np.uint8), np.asarray(tgt, dtype=np.uint8), depth, lens)
+        if self.cache:
+            out = (out[0], out[1], depth.half(), lens)
+            self._decoded[index] = out
+        return out
+
+    def _load(self, index: int) -> dict[str, Any]:
+        sid = self.ids[index]
+        img, tgt, depth, lens = self._decode(index)
+        img_path = self.layout.files(sid)[0]
+        h, w = img.shape[:2]
 
         if self.crop_size is not None:
             c = self.crop_size
@@ -429,12 +511,16 @@ class BokehPairs(Dataset):
         if box[2] - box[0] < SIZE_MULTIPLE or box[3] - box[1] < SIZE_MULTIPLE:
             raise BadSampleError(img_path, f"image is {w}x{h}, too small for the generator (needs >= 16x16)")
 
-        image = _to_tensor(img.crop(box))
-        target = _to_tensor(tgt.crop(box))
-        depth = depth[:, box[1] : box[3], box[0] : box[2]].contiguous()
+        rows, cols = slice(box[1], box[3]), slice(box[0], box[2])
+        image = _array_to_tensor(img[rows, cols])
+        target = _array_to_tensor(tgt[rows, cols])
+        depth = depth[:, rows, cols].float().contiguous()
         if self.flip and bool(torch.rand(()) < 0.5):
             image, depth, target = image.flip(-1), depth.flip(-1), target.flip(-1)
-        return {"image": image, "depth": depth, "target": target, "id": sid}
+        sample = {"image": image, "depth": depth, "target": target, "id": sid}
+        if lens is not None:
+            sample["lens"] = lens
+        return sample
 
 
 # ----------------------------------------------------------------------------- data module
@@ -458,6 +544,10 @@ class BokehDataModule(L.LightningDataModule):
         on_bad_file: "raise" or "skip" (skips bad samples, counted in ``num_skipped``).
         max_train_samples, max_val_samples: keep the first N ids (sorted), for tiny runs.
         seed: seeds the shuffle order and the DataLoader workers' crop/flip randomness.
+        lens: add the (d_f, K, dof) lens input to each sample (the lens-conditioned generator).
+        lens_csv: per-image lens values (``id,d_f,K[,dof]``) for data without lens files; ids in
+            neither get the documented auto-focus.
+        cache: keep decoded samples in memory (see :class:`BokehPairs`; use with num_workers 0).
     """
 
     def __init__(
@@ -475,6 +565,9 @@ class BokehDataModule(L.LightningDataModule):
         max_val_samples: int | None = None,
         val_crop: int | None = None,
         seed: int = 0,
+        lens: bool = False,
+        lens_csv: str | None = None,
+        cache: bool = False,
     ) -> None:
         super().__init__()
         self.root = root
@@ -490,6 +583,9 @@ class BokehDataModule(L.LightningDataModule):
         self.max_val_samples = max_val_samples
         self.val_crop = val_crop
         self.seed = seed
+        self.lens = lens
+        self.lens_csv = lens_csv
+        self.cache = cache
         self.train_set: BokehPairs | None = None
         self.val_set: BokehPairs | None = None
 
@@ -537,8 +633,9 @@ class BokehDataModule(L.LightningDataModule):
         if self.train_set is not None:
             return
         tl, train_ids, vl, val_ids = self._layouts_and_ids()
-        self.train_set = BokehPairs(tl, train_ids, self.crop_size, self.flip, self.on_bad_file)
-        self.val_set = BokehPairs(vl, val_ids, None, False, self.on_bad_file, center_crop=self.val_crop)
+        lens = {"lens": self.lens, "lens_csv": self.lens_csv, "cache": self.cache}
+        self.train_set = BokehPairs(tl, train_ids, self.crop_size, self.flip, self.on_bad_file, **lens)
+        self.val_set = BokehPairs(vl, val_ids, None, False, self.on_bad_file, center_crop=self.val_crop, **lens)
 
     # -- loaders
     def train_dataloader(self) -> DataLoader:

@@ -22,6 +22,16 @@ the reference formulation; tests/test_model.py proves it on random weights:
 The image and the depth map are two separate inputs (not one 4-channel tensor): with a single
 input whose residual adds ``inp[:, :3]``, onnx2tf's layout inference broke at the final add.
 
+Lens conditioning (``lens_input=True``, our addition; the paper's depth-only generator is the
+default). A third input ``lens`` (B, 3, 1, 1) holds the focal disparity d_f, the blur strength K
+of BokehMe (Peng et al., CVPR 2022, eq. 1: blur radius r = K·|d − d_f| pixels at the input's
+resolution) and ``dof``, the half-width of a sharp band around d_f (0 = eq. 1 exactly; why it
+exists: ``training/renderers/lens.py``). The network computes the signed defocus map
+S = K·(d − d_f) (BokehMe eq. 6, less the band) and |S| itself and reads them beside the photo and
+the depth, so one exported model serves every focus and aperture: an app changes three numbers,
+not the model. Without the lens the task is ill-posed: the same photo and depth map admit any
+blur strength.
+
 Input height and width must be multiples of 16 (four 2× down-samplings). The network does not pad:
 padding that depends on the input shape would make the exported graph shape-dependent. The data
 loaders crop to multiples of 16 instead.
@@ -33,6 +43,7 @@ import torch
 from torch import nn
 
 __all__ = [
+    "DEFOCUS_SCALE",
     "LayerNorm2d",
     "SimpleGate",
     "NAFBlock",
@@ -41,6 +52,11 @@ __all__ = [
     "pixelshuffle_to_transpose_weight",
     "count_parameters",
 ]
+
+
+# Pixels of blur radius that map to a defocus input of 1 (lens mode). A constant, not learned, so
+# that exported models agree on what the lens input means.
+DEFOCUS_SCALE = 32.0
 
 
 class LayerNorm2d(nn.Module):
@@ -144,12 +160,17 @@ class NAFNet(nn.Module):
         dec_blocks: tuple[int, ...] = (2, 2, 2, 2),
         img_channels: int = 3,
         depth_channels: int = 1,
+        lens_input: bool = False,
+        defocus_scale: float = DEFOCUS_SCALE,
     ) -> None:
         super().__init__()
         if len(enc_blocks) != len(dec_blocks):
             raise ValueError(f"enc_blocks {enc_blocks} and dec_blocks {dec_blocks} need the same length")
         self.multiple = 2 ** len(enc_blocks)
-        self.intro = nn.Conv2d(img_channels + depth_channels, width, 3, padding=1)
+        self.lens_input = lens_input
+        self.defocus_scale = float(defocus_scale)
+        # Lens mode reads two more planes: the signed defocus S and its magnitude |S| (the radius).
+        self.intro = nn.Conv2d(img_channels + depth_channels + (2 if lens_input else 0), width, 3, padding=1)
         self.ending = nn.Conv2d(width, img_channels, 3, padding=1)
         # Zero-initialised so that an untrained generator returns the photo itself (the identity
         # baseline, ~28 dB on our synthetic validation set) rather than photo + random-conv noise
@@ -172,8 +193,25 @@ class NAFNet(nn.Module):
             ch //= 2
             self.decoders.append(nn.Sequential(*[NAFBlock(ch) for _ in range(n)]))
 
-    def forward(self, image: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        x = self.intro(torch.cat([image, depth], dim=1))  # (B, 4, H, W): RGB + depth -> (B, w, H, W)
+    def defocus(self, depth: torch.Tensor, lens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(S, |S|): the signed defocus K·(d − d_f) less the sharp band (``lens.defocus_distance``
+        written with ReLUs, as phone GPUs have no SIGN op), divided by ``defocus_scale`` so that
+        the radii of a phone-size photo (up to ~60 px) reach the first conv as values of order 1."""
+        d_f, strength, dof = lens[:, 0:1], lens[:, 1:2], lens[:, 2:3]  # (B, 1, 1, 1) each
+        x = depth - d_f  # (B, 1, H, W)
+        front, behind = torch.relu(x - dof), torch.relu(-x - dof)
+        k = strength * (1.0 / self.defocus_scale)
+        return k * (front - behind), k * (front + behind)
+
+    def forward(self, image: torch.Tensor, depth: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
+        if self.lens_input:
+            if lens is None:
+                raise ValueError("this generator was built with lens_input=True: pass lens (B, 3, 1, 1) = (d_f, K, dof)")
+            s, r = self.defocus(depth, lens)
+            x = torch.cat([image, depth, s, r], dim=1)  # (B, 6, H, W): RGB + depth + S + |S|
+        else:
+            x = torch.cat([image, depth], dim=1)  # (B, 4, H, W): RGB + depth
+        x = self.intro(x)  # -> (B, w, H, W)
         skips = []
         for encoder, down in zip(self.encoders, self.downs):
             x = encoder(x)

@@ -41,6 +41,8 @@ class BokehGAN(L.LightningModule):
         enc_blocks: tuple[int, ...] = (2, 2, 2, 20),
         middle_blocks: int = 2,
         dec_blocks: tuple[int, ...] = (2, 2, 2, 2),
+        # Lens conditioning (training/model.py): the generator also reads (d_f, K); needs data.lens.
+        lens_input: bool = False,
         # Loss weights (eq. 4 for stage 1, eq. 5 for stage 2). 0 switches a term off.
         l1_weight: float = 0.5,
         ssim_weight: float = 0.05,
@@ -58,6 +60,9 @@ class BokehGAN(L.LightningModule):
         lr: float = 1e-4,
         disc_lr: float = 1e-4,
         betas: tuple[float, float] = (0.0, 0.9),
+        # Cosine decay of both learning rates to 1 % over this many batches; None keeps them
+        # constant (the paper gives no schedule). Short CPU runs need it: a constant 1e-3 ends noisy.
+        lr_decay_steps: int | None = None,
         # Start from these generator weights (stage 2 ← stage 1); weights only, no optimiser state.
         init_generator: str | None = None,
         # torchvision's vgg19-dcbb9e9d.pth; only needed when vgg_weight > 0.
@@ -70,11 +75,14 @@ class BokehGAN(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.generator = NAFNet(width, tuple(enc_blocks), middle_blocks, tuple(dec_blocks))
+        self.generator = NAFNet(width, tuple(enc_blocks), middle_blocks, tuple(dec_blocks), lens_input=lens_input)
         if init_generator:
             src = load_generator(init_generator)
             if src.arch.get("width", width) != width:
                 raise ValueError(f"init_generator {init_generator} has width {src.arch['width']}, config says {width}")
+            if src.generator.lens_input != lens_input:
+                raise ValueError(f"init_generator {init_generator} has lens_input={src.generator.lens_input}, "
+                                 f"config says {lens_input}")
             self.generator.load_state_dict(src.generator.state_dict())
 
         from training.losses import (  # noqa: PLC0415 (kept local: losses pull in kornia)
@@ -142,15 +150,29 @@ class BokehGAN(L.LightningModule):
         return batch
 
     # ------------------------------------------------------------------ inference
-    def forward(self, image: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        return self.generator(image, depth)
+    def forward(self, image: torch.Tensor, depth: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
+        return self.generator(image, depth, lens)
+
+    def generate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The generator on a batch; the lens goes in only when the generator takes one."""
+        if self.generator.lens_input and "lens" not in batch:
+            raise ValueError("model.lens_input is true but the batch has no 'lens': set data.lens: true "
+                             "(training/configs/lens.yaml does both)")
+        return self.generator(batch["image"], batch["depth"], batch.get("lens") if self.generator.lens_input else None)
 
     # ------------------------------------------------------------------ losses
     def generator_losses(self, batch: dict[str, torch.Tensor], fake: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every enabled generator term, unweighted, under its paper name."""
         hp = self.hparams
-        image, depth, target = batch["image"], batch["depth"], batch["target"]
-        # The depth map doubles as the greyscale saliency mask M of §3.4 (1 = near = in focus).
+        image, target = batch["image"], batch["target"]
+        # The greyscale saliency mask M of §3.4 (1 = in focus): the depth map itself (1 = near) in
+        # the paper's mode, the focal plane of the given lens in lens mode (losses.focus_mask).
+        if self.generator.lens_input:
+            from training.losses import focus_mask  # noqa: PLC0415
+
+            depth = focus_mask(batch["depth"], batch["lens"])
+        else:
+            depth = batch["depth"]
         terms: dict[str, torch.Tensor] = {}
         if hp.l1_weight:
             terms["l1"] = self.l1(fake, target)
@@ -189,7 +211,7 @@ class BokehGAN(L.LightningModule):
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         if self.discriminator is None:
-            fake = self.generator(batch["image"], batch["depth"])
+            fake = self.generate(batch)
             terms = self.generator_losses(batch, fake)
             loss = self._weighted(terms)
             self._log_train(terms, loss, batch["image"].shape[0])
@@ -202,9 +224,9 @@ class BokehGAN(L.LightningModule):
 
         hp = self.hparams
         opt_g, opt_d = self.optimizers()
-        image, depth, target = batch["image"], batch["depth"], batch["target"]
+        image, target = batch["image"], batch["target"]
         n = image.shape[0]
-        fake = self.generator(image, depth)
+        fake = self.generate(batch)
 
         # Critic update(s) on the detached output (WGAN-GP, Gulrajani et al. Alg. 1).
         self.toggle_optimizer(opt_d)
@@ -229,6 +251,9 @@ class BokehGAN(L.LightningModule):
 
         self._log_train(terms, loss, n)
         self.log_dict({"train/d_wgan": d_wgan.detach(), "train/gp": gp.detach()}, batch_size=n)
+        if self.hparams.lr_decay_steps:
+            for sched in self.lr_schedulers():
+                sched.step()
 
     def _log_train(self, terms: dict[str, torch.Tensor], loss: torch.Tensor, n: int) -> None:
         self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=n)
@@ -241,16 +266,22 @@ class BokehGAN(L.LightningModule):
         # (foreach) path; the same Adam maths. None keeps torch's default.
         fused = True if hp.fused_adam else None
         opt_g = torch.optim.Adam(self.generator.parameters(), lr=hp.lr, betas=betas, fused=fused)
-        if self.discriminator is None:
-            return opt_g
-        opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=hp.disc_lr, betas=betas, fused=fused)
-        return [opt_g, opt_d]
+        opts = [opt_g]
+        if self.discriminator is not None:
+            opts.append(torch.optim.Adam(self.discriminator.parameters(), lr=hp.disc_lr, betas=betas, fused=fused))
+        if not hp.lr_decay_steps:
+            return opts[0] if len(opts) == 1 else opts
+        # interval "step" counts batches in automatic optimisation; in manual optimisation
+        # (stage 2) _adversarial_step steps the schedulers itself, once per batch.
+        scheds = [{"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(o, hp.lr_decay_steps, o.defaults["lr"] * 0.01),
+                   "interval": "step"} for o in opts]
+        return opts, scheds
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         from eval.metrics import psnr, ssim  # noqa: PLC0415 (same metrics as `python -m eval`)
 
-        fake = self.generator(batch["image"], batch["depth"]).float().clamp(0, 1)
+        fake = self.generate(batch).float().clamp(0, 1)
         target = batch["target"].float()
         n = fake.shape[0]
         self.log("val/l1", F.l1_loss(fake, target), batch_size=n, sync_dist=True)

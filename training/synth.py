@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import colorsys
+import dataclasses
 import io
 import json
 import math
@@ -574,6 +575,15 @@ class Pair:
     meta: dict
 
 
+def refocus(lens: LensParams, meta: dict, d_f: float, width: int) -> tuple[LensParams, dict]:
+    """The same lens focused at disparity ``d_f``. K is kept (the aperture does not change) but
+    capped so that no radius exceeds the canvas margin's :func:`max_ebb_radius`: light from
+    outside the frame is only rendered that far."""
+    K = min(lens.K, max_ebb_radius(width) / max(d_f, 1.0 - d_f))
+    new = dataclasses.replace(lens, K=K, d_f=d_f)
+    return new, {**meta, "refocused_from_d_f": lens.d_f}
+
+
 def canvas_margin(H: int, W: int) -> tuple[int, int]:
     """Margins (rows, cols) wider than the largest blur, rounded so the canvas has fast FFT sizes."""
     m = int(math.ceil(max_ebb_radius(W))) + 2
@@ -581,8 +591,18 @@ def canvas_margin(H: int, W: int) -> tuple[int, int]:
 
 
 def make_pair(seed: int, split: str, index: int, height: int, width: int,
-              renderer: GroundTruthRenderer | None = None) -> Pair:
-    """Build and render scene ``index`` of ``split``; depends only on (seed, split, index, size)."""
+              renderer: GroundTruthRenderer | None = None, refocus_prob: float = 0.0,
+              dof_max: float = 0.0) -> Pair:
+    """Build and render scene ``index`` of ``split``; depends only on (seed, split, index, size,
+    refocus_prob).
+
+    ``refocus_prob``: the share of scenes focused at a random disparity instead of on the subject,
+    so that a lens-conditioned model sees the focal plane anywhere (background, foreground, between)
+    and learns to follow d_f rather than to keep "the near thing" sharp. 0 draws nothing extra, so
+    the scenes of older data sets are unchanged.
+
+    ``dof_max``: half of the scenes get a sharp band (``LensParams.dof``) drawn uniformly in
+    [0, dof_max], the others none, so a lens-conditioned model learns both eq. 1 and the band."""
     rng, gen = scene_rng(seed, split, index)
     renderer = renderer or GroundTruthRenderer()
     H, W = height, width
@@ -611,6 +631,10 @@ def make_pair(seed: int, split: str, index: int, height: int, width: int,
     d_inf = -lo / span
     # the scene's tone curve was drawn first (textures were linearised with it)
     lens, lens_meta = sample_ebb_lens(rng, W, d_f=d_f, d_inf=min(d_inf, d_f - 1e-3), gamma_range=(gamma, gamma))
+    if refocus_prob > 0 and rng.random() < refocus_prob:
+        lens, lens_meta = refocus(lens, lens_meta, float(rng.uniform(0.0, 1.0)), W)
+    if dof_max > 0 and rng.random() < 0.5:
+        lens = dataclasses.replace(lens, dof=float(rng.uniform(0.0, dof_max)))
 
     gt_layers = [Layer(l.radiance, l.alpha, (l.delta - lo) / span, l.y0, l.x0) for l in layers]
     bokeh_rad = renderer.render_layers(gt_layers, lens, (Hc, Wc))[crop]
@@ -621,7 +645,7 @@ def make_pair(seed: int, split: str, index: int, height: int, width: int,
 
     depth = ((visible - lo) / span).clamp(0, 1)[0]
     meta = {"seed": seed, "split": split, "index": index, "subject_disparity": d_f,
-            "max_blur_radius_px": float(lens.K * max(d_f, 1 - d_f)), **lens_meta, "scene": desc}
+            "max_blur_radius_px": float(lens.K * max(lens.d_f - lens.dof, 1 - lens.d_f - lens.dof, 0.0)), **lens_meta, "scene": desc}
     return Pair(encode(rad[crop]), encode(bokeh_rad), (depth * 65535.0 + 0.5).to(torch.int32).numpy().astype(np.uint16),
                 lens, meta)
 
@@ -652,9 +676,9 @@ def write_pair(out: Path, split: str, index: int, pair: Pair) -> None:
 
 
 def _work(job: tuple) -> tuple[str, int, float]:
-    out, split, index, seed, H, W = job
+    out, split, index, seed, H, W, refocus_prob, dof_max = job
     t = time.perf_counter()
-    write_pair(Path(out), split, index, make_pair(seed, split, index, H, W))
+    write_pair(Path(out), split, index, make_pair(seed, split, index, H, W, refocus_prob=refocus_prob, dof_max=dof_max))
     return split, index, time.perf_counter() - t
 
 
@@ -688,30 +712,33 @@ def _clean_temp_files(out: Path) -> None:
 
 
 def generate(out: Path, n_train: int, n_val: int, size: tuple[int, int], seed: int, workers: int = 1,
-             progress: bool = True) -> dict:
+             progress: bool = True, refocus_prob: float = 0.0, dof_max: float = 0.0) -> dict:
     """Generate (or complete) a dataset; returns counts of generated and skipped scenes."""
     H, W = size
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "dataset.json"
     config = {"format_version": FORMAT_VERSION, "generator": "training.synth", "size": [H, W], "seed": seed,
-              "train": n_train, "val": n_val,
+              "train": n_train, "val": n_val, "refocus_prob": refocus_prob, "dof_max": dof_max,
               "layout": "<split>/{original,bokeh,depth}/<i>.png, <split>/lens/<i>.json; depth = disparity * 65535"}
     if meta_path.exists():
         try:
             old = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise SystemExit(f"{meta_path}: unreadable ({exc}); remove it or choose another --out") from None
-        if old.get("size") != [H, W] or old.get("seed") != seed or old.get("format_version") != FORMAT_VERSION:
-            raise SystemExit(f"{meta_path}: this folder holds a dataset made with size {old.get('size')} and seed "
-                             f"{old.get('seed')}; refusing to mix it with size {[H, W]} and seed {seed}. "
+        if old.get("size") != [H, W] or old.get("seed") != seed or old.get("format_version") != FORMAT_VERSION \
+                or old.get("refocus_prob", 0.0) != refocus_prob or old.get("dof_max", 0.0) != dof_max:
+            raise SystemExit(f"{meta_path}: this folder holds a dataset made with size {old.get('size')}, seed "
+                             f"{old.get('seed')}, refocus_prob {old.get('refocus_prob', 0.0)} and dof_max "
+                             f"{old.get('dof_max', 0.0)}; refusing to mix it with size {[H, W]}, seed {seed}, "
+                             f"refocus_prob {refocus_prob} and dof_max {dof_max}. "
                              f"Choose another --out or delete the folder.")
     atomic_write_bytes(meta_path, (json.dumps(config, indent=2) + "\n").encode())
     _clean_temp_files(out)
     for split in SPLITS:
         for kind in KINDS:
             (out / split / kind).mkdir(parents=True, exist_ok=True)
-    jobs = [(str(out), split, i, seed, H, W)
+    jobs = [(str(out), split, i, seed, H, W, refocus_prob, dof_max)
             for split, n in (("val", n_val), ("train", n_train)) for i in range(n)]
     todo = [j for j in jobs if not scene_complete(out, j[1], j[2])]
     skipped = len(jobs) - len(todo)
@@ -742,7 +769,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=parse_size, default=(512, 768), help="HxW, multiples of 16 (default 512x768)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1; use 2 on a 2-core machine)")
+    p.add_argument("--refocus-prob", type=float, default=0.0,
+                   help="share of scenes focused at a random disparity instead of the subject (default 0; "
+                        "0.35 for the lens-conditioned model)")
+    p.add_argument("--dof-max", type=float, default=0.0,
+                   help="half of the scenes get a sharp band (LensParams.dof) in [0, DOF_MAX] (default 0; 0.2 for "
+                        "the lens-conditioned model)")
     args = p.parse_args(argv)
+    if not 0.0 <= args.dof_max <= 0.5:
+        p.error("--dof-max must lie in [0, 0.5]")
+    if not 0.0 <= args.refocus_prob <= 1.0:
+        p.error("--refocus-prob must lie in [0, 1]")
     if args.train < 0 or args.val < 0:
         p.error("--train and --val must be >= 0")
     if args.workers < 1:
@@ -750,7 +787,8 @@ def main(argv: list[str] | None = None) -> int:
     # one thread per process: on a shared 2-core machine a second OpenMP thread made generation 6x
     # slower (measured); use --workers 2 to use both cores
     torch.set_num_threads(1)
-    stats = generate(args.out, args.train, args.val, args.size, args.seed, args.workers)
+    stats = generate(args.out, args.train, args.val, args.size, args.seed, args.workers,
+                     refocus_prob=args.refocus_prob, dof_max=args.dof_max)
     rate = stats["pairs_per_minute"]
     print(f"{stats['generated']} pairs generated, {stats['skipped']} already present"
           + (f", {rate:.1f} pairs/min" if rate else ""), file=sys.stderr)

@@ -5,6 +5,7 @@
 //
 // Prints (or writes to --out) one JSON object: {ok, error, accelerator, threads, timings, shapes,
 // output_b64 (float32 model output), image_b64 / depth_b64 (the float32 inputs the page fed),
+// lens (the 3 lens values fed to a lens-conditioned model, null for a depth-only one),
 // after_rgba_b64 (the "after" canvas' RGBA bytes), console (browser log lines)}.
 // tests/test_web.py runs it and compares the output with the Python TFLite interpreter.
 
@@ -86,7 +87,9 @@ try {
       timings: r.timings, benchmark: window.__bokehBenchmark ?? null,
       layout: r.layout, output_shape: r.outputShape,
       after_size: [after.height, after.width],
+      facts: document.getElementById('model-facts').innerText,  // the model panel as shown
       output_b64: b64(r.output), image_b64: b64(r.image), depth_b64: b64(r.depth),
+      lens: r.lens ? Array.from(r.lens) : null,  // (d_f, K, dof) fed to a lens model, else null
       after_rgba_b64: b64(rgba),
     };
   });

@@ -16,11 +16,14 @@ something; the random branch makes sure CONV_2D, concatenation and the residual 
 graph are exercised and that a wrong input order or layout changes the output.
 
 ``export_tiny_generator`` is the other fixture: the real pipeline (``python -m export``) on a
-tiny randomly initialised NAFNet (25-60 s on two cores), for the tests of the real chain.
+tiny randomly initialised NAFNet (25-60 s on two cores), for the tests of the real chain. With
+``lens_input=True`` (``--lens``) the NAFNet is lens-conditioned, and the export has the third
+input ``lens`` = (d_f, K, dof) with a ``default`` in its manifest, as a trained lens model has.
 
 Usage::
 
     python web_demo/fixture_model.py --out /tmp/tflite_models/fixture --size 192x288
+    python web_demo/fixture_model.py --out /tmp/tflite_models/tiny_lens --size 192x288 --lens
 """
 
 from __future__ import annotations
@@ -261,10 +264,13 @@ def export_tiny_generator(
     parity_data: str | os.PathLike = REPO / "web_demo" / "samples",
     seed: int = 0,
     converter: str = "onnx2tf",
+    lens_input: bool = False,
 ) -> Path:
     """``python -m export`` on a tiny random generator (training.model.NAFNet, width 4, one block per level).
 
     ``converter="onnx-tf"`` gives an NCHW model, onnx2tf (the exporter's default) an NHWC one.
+    ``lens_input=True`` builds ``NAFNet(..., lens_input=True)``: the export then takes a third input
+    ``lens`` and its manifest gives the default lens (the exporter's, ``default_lens(size)``).
     """
     import subprocess
 
@@ -274,7 +280,8 @@ def export_tiny_generator(
 
     out = Path(out_dir)
     torch.manual_seed(seed)
-    arch = {"width": 4, "enc_blocks": (1, 1, 1, 1), "middle_blocks": 1, "dec_blocks": (1, 1, 1, 1)}
+    arch = {"width": 4, "enc_blocks": (1, 1, 1, 1), "middle_blocks": 1, "dec_blocks": (1, 1, 1, 1),
+            "lens_input": lens_input}
     gen = NAFNet(**arch)
     # NAFNet starts as the identity (block scales beta = gamma = 0, zero ending conv): an untrained
     # export would return the photo unchanged and a comparison of outputs would prove nothing.
@@ -309,11 +316,18 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder, e.g. /tmp/tflite_models/fixture")
     ap.add_argument("--size", type=_parse_size, default=(192, 288), help="HxW, multiples of 16")
-    ap.add_argument("--name", default="fixture")
+    ap.add_argument("--name", default="fixture", help="manifest name of the TF-built stand-in (a --lens "
+                                                     "export is named after its --out folder)")
+    ap.add_argument("--lens", action="store_true",
+                    help="instead of the stand-in, export a tiny random lens-conditioned NAFNet with the real "
+                         "exporter (inputs image, depth, lens; fp32 and fp16; about a minute)")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(REPO))  # run as a script: make `export` (the manifest code) importable
-    out = build_fixture(args.out, args.size, args.name)
+    if args.lens:
+        out = export_tiny_generator(args.out, args.size, lens_input=True)
+    else:
+        out = build_fixture(args.out, args.size, args.name)
     print(out / "manifest.json")
 
 

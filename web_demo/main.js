@@ -8,6 +8,9 @@
 //   ./node_modules/@litertjs/core/wasm/                                     (LiteRT.js runtime)
 //   ./samples/index.json, ./samples/{original,depth}/<id>.png               (bundled samples)
 //
+// A lens-conditioned export has a third input, `lens` = (d_f, K, dof): the page feeds the
+// manifest's `default` and shows it (tap-to-focus and sliders are not built yet).
+//
 // For tests and scripts the page publishes its state on window:
 //   window.__bokeh.ready       Promise, resolves once the model is compiled
 //   window.__bokeh.runSample   (id) => Promise<result>
@@ -21,17 +24,22 @@ const MODELS_URL = new URL('../tflite_models/', import.meta.url);
 const SAMPLES_URL = new URL('./samples/', import.meta.url);
 const EXPECTED_INPUTS = ['image', 'depth'];
 const EXPECTED_OUTPUT = 'bokeh';
+const LENS_INPUT = 'lens';            // optional third input of a lens-conditioned export
+const LENS_VALUES = ['d_f', 'K', 'dof'];
+// A shipped model may have no fp32 file: without ?precision= the page takes fp16 when the
+// manifest has it (the phone-sized default), else the first variant the manifest lists.
+const PREFERRED_PRECISION = 'fp16';
 const BENCH_WARMUP = 2;
 const BENCH_RUNS = 10;
 
 const params = new URLSearchParams(location.search);
 const modelName = params.get('model');
-const precision = params.get('precision') ?? 'fp32';
 const $ = (id) => document.getElementById(id);
 
 const state = {
   manifest: null,
-  spec: null,          // {image, depth, output, variant, height, width}
+  spec: null,          // {image, depth, lens (null for a depth-only model), output, variant, height, width}
+  precision: null,     // ?precision= or the manifest's default (defaultPrecision)
   modelUrl: null,
   compiled: new Map(), // accelerator -> CompiledModel
   threads: false,
@@ -57,12 +65,41 @@ function spatial(t) {
   throw new Error(`tensor "${t.name}": layout "${t.layout}" is neither NHWC nor NCHW`);
 }
 
+/** ?precision= if given, else fp16 if the manifest has it, else its first variant. */
+function defaultPrecision(m, requested) {
+  if (requested) return requested;
+  const listed = Object.keys(m.variants ?? {});
+  return listed.includes(PREFERRED_PRECISION) ? PREFERRED_PRECISION : listed[0];
+}
+
+/** The optional `lens` input: 3 float32 values (d_f, K, dof) and a usable default. */
+function readLens(t, fail) {
+  const label = `input "${LENS_INPUT}"`;
+  if (t.dtype !== 'float32') fail(`${label} has dtype ${t.dtype}; the page feeds float32`);
+  if (!Array.isArray(t.shape) || t.shape.reduce((a, b) => a * b, 1) !== LENS_VALUES.length) {
+    fail(`${label}: shape ${JSON.stringify(t.shape)} does not hold ${LENS_VALUES.length} values`);
+  }
+  if (JSON.stringify(t.values) !== JSON.stringify(LENS_VALUES)) {
+    fail(`${label}: values ${JSON.stringify(t.values)}, the page feeds ${JSON.stringify(LENS_VALUES)}`);
+  }
+  const d = t.default;
+  const ok = Array.isArray(d) && d.length === 3 && d.every(Number.isFinite) &&
+      d[0] >= 0 && d[0] <= 1 && d[1] >= 0 && d[2] >= 0 && d[2] <= 0.5;
+  if (!ok) fail(`${label}: default ${JSON.stringify(d)} is not [d_f in [0, 1], K >= 0, dof in [0, 0.5]]`);
+  return t;
+}
+
 /** Check the manifest against what this page can feed; return the tensor specs it will use. */
 function readManifest(m, where) {
   const fail = (msg) => { throw new Error(`${where}: ${msg}`); };
   if (m.format_version !== 1) fail(`format_version ${m.format_version}, this page reads 1`);
   const byName = (list, name) => (list ?? []).find((t) => t.name === name);
   const [image, depth] = EXPECTED_INPUTS.map((n) => byName(m.inputs, n) ?? fail(`no input named "${n}"`));
+  // Any other input would be left unfed and the model would fail inside LiteRT.js: say so here.
+  const extra = (m.inputs ?? []).map((t) => t.name).filter((n) => ![...EXPECTED_INPUTS, LENS_INPUT].includes(n));
+  if (extra.length) fail(`unknown input(s) ${extra.join(', ')}; the page feeds image, depth and an optional lens`);
+  const lensSpec = byName(m.inputs, LENS_INPUT);
+  const lens = lensSpec ? readLens(lensSpec, fail) : null;
   const output = byName(m.outputs, EXPECTED_OUTPUT) ?? fail(`no output named "${EXPECTED_OUTPUT}"`);
   for (const t of [image, depth, output]) {
     if (t.dtype !== 'float32') fail(`tensor "${t.name}" has dtype ${t.dtype}; the page feeds float32`);
@@ -73,15 +110,27 @@ function readManifest(m, where) {
   if (si.h !== sd.h || si.w !== sd.w || si.h !== so.h || si.w !== so.w) {
     fail('image, depth and output sizes differ');
   }
+  const precision = state.precision;
   const variant = m.variants?.[precision] ?? fail(
       `no "${precision}" variant (has ${Object.keys(m.variants ?? {}).join(', ') || 'none'})`);
-  return {image, depth, output, variant, height: si.h, width: si.w};
+  return {image, depth, lens, output, variant, height: si.h, width: si.w};
+}
+
+/** The model's inputs in feeding order; the lens only for a lens-conditioned export. */
+function inputSpecs(spec) {
+  return spec.lens ? [spec.image, spec.depth, spec.lens] : [spec.image, spec.depth];
 }
 
 /** The compiled model's own signature must agree with the manifest (name, shape, dtype). */
 function checkSignature(model, spec) {
-  const details = [...model.getInputDetails(), ...model.getOutputDetails()];
-  for (const t of [spec.image, spec.depth, spec.output]) {
+  const inputs = model.getInputDetails();
+  const details = [...inputs, ...model.getOutputDetails()];
+  const wanted = inputSpecs(spec);
+  if (inputs.length !== wanted.length) {
+    throw new Error(`the .tflite has inputs ${inputs.map((x) => x.name).join(', ')}, ` +
+                    `manifest.json lists ${wanted.map((t) => t.name).join(', ')}`);
+  }
+  for (const t of [...wanted, spec.output]) {
     const d = details.find((x) => x.name === t.name);
     if (!d) {
       throw new Error(`the .tflite has no signature tensor "${t.name}" (has ${details.map((x) => x.name).join(', ')})`);
@@ -117,7 +166,7 @@ async function compiledFor(accelerator) {
 
 async function init() {
   if (!modelName) {
-    throw new Error('No model chosen. Open this page as index.html?model=<name>&precision=fp32, ' +
+    throw new Error('No model chosen. Open this page as index.html?model=<name> (optionally &precision=fp16), ' +
                     'where <name> is a folder in tflite_models/ holding manifest.json.');
   }
   const base = new URL(`${encodeURIComponent(modelName)}/`, MODELS_URL);
@@ -125,6 +174,7 @@ async function init() {
   const resp = await fetch(manifestUrl);
   if (!resp.ok) throw new Error(`${manifestUrl.pathname}: HTTP ${resp.status} (is the model exported?)`);
   state.manifest = await resp.json();
+  state.precision = defaultPrecision(state.manifest, params.get('precision'));
   state.spec = readManifest(state.manifest, manifestUrl.pathname);
   state.modelUrl = new URL(state.spec.variant.file, base).href;
 
@@ -148,8 +198,9 @@ function showFacts(accelerator) {
   const m = state.manifest, s = state.spec;
   const facts = {
     model: m.name,
-    precision: `${precision} (${(s.variant.size_bytes / 1024).toFixed(0)} KiB)`,
+    precision: `${state.precision} (${(s.variant.size_bytes / 1024).toFixed(0)} KiB)`,
     input: `${s.height}×${s.width} ${s.image.layout}`,
+    lens: s.lens ? `${lensText(s.lens.default)} (manifest default)` : 'none (depth-only model)',
     accelerator: accelerator + (accelerator === 'wasm' ? (state.threads ? ', threads' : ', 1 thread') : ''),
     converter: m.converter ?? '?',
     'GPU-compatible': String(s.variant.gpu_compatible ?? '?'),
@@ -159,6 +210,11 @@ function showFacts(accelerator) {
     const dd = document.createElement('dd'); dd.textContent = v;
     return [dt, dd];
   }));
+}
+
+/** "d_f 0.80 · K 35.8 px · dof 0.10": the lens values as fed, for the page and its latency panel. */
+function lensText([dF, k, dof]) {
+  return `d_f ${dF.toFixed(2)} · K ${k.toFixed(1)} px · dof ${dof.toFixed(2)}`;
 }
 
 // ---------------------------------------------------------------- pixels <-> tensors
@@ -213,16 +269,22 @@ function paint(canvas, rgba, width, height) {
 
 // ---------------------------------------------------------------- inference
 
-async function infer(model, imageData, depthData) {
+/** The lens tensor's data: the manifest's default (d_f, K, dof); null for a depth-only model. */
+function lensData() {
+  // [1, 1, 1, 3] (NHWC) and [1, 3, 1, 1] (NCHW) hold the 3 values in the same memory order.
+  return state.spec.lens ? Float32Array.from(state.spec.lens.default) : null;
+}
+
+async function infer(model, imageData, depthData, lens) {
   const s = state.spec;
-  const image = new Tensor(imageData, s.image.shape);
-  const depth = new Tensor(depthData, s.depth.shape);
+  const feeds = {[s.image.name]: new Tensor(imageData, s.image.shape),
+                 [s.depth.name]: new Tensor(depthData, s.depth.shape)};
+  if (s.lens) feeds[s.lens.name] = new Tensor(lens, s.lens.shape);
   let outputs;
   try {
-    outputs = await model.run({[s.image.name]: image, [s.depth.name]: depth});
+    outputs = await model.run(feeds);
   } finally {
-    image.delete();
-    depth.delete();
+    for (const t of Object.values(feeds)) t.delete();
   }
   const out = outputs[s.output.name];
   for (const [name, t] of Object.entries(outputs)) if (name !== s.output.name) t.delete();
@@ -246,8 +308,9 @@ async function render() {
   const depthRgba = fitted(state.inputs.depth, s.width, s.height);
   const imageData = pack(imageRgba, s.image, 3);
   const depthData = pack(depthRgba, s.depth, 1);
+  const lens = lensData();
   const t1 = performance.now();
-  const output = await infer(model, imageData, depthData);
+  const output = await infer(model, imageData, depthData, lens);
   const t2 = performance.now();
   const outRgba = unpack(output, s.output);
   paint($('before'), imageRgba, s.width, s.height);
@@ -258,15 +321,16 @@ async function render() {
   const timings = {preprocess_ms: t1 - t0, inference_ms: t2 - t1, postprocess_ms: t3 - t2};
   $('latency').textContent =
       `${state.inputs.label}\n${accelerator}${accelerator === 'wasm' && state.threads ? ' (threads)' : ''}, ` +
-      `${s.height}×${s.width}, ${precision}\n` +
+      `${s.height}×${s.width}, ${state.precision}\n` +
+      (lens ? `lens ${lensText(lens)}\n` : '') +
       `pre-process  ${timings.preprocess_ms.toFixed(1)} ms\n` +
       `inference    ${timings.inference_ms.toFixed(1)} ms\n` +
       `post-process ${timings.postprocess_ms.toFixed(1)} ms\n` +
       '(one run; Benchmark gives the median after warm-up)';
   const result = {
-    ok: true, model: state.manifest.name, precision, accelerator, threads: state.threads,
+    ok: true, model: state.manifest.name, precision: state.precision, accelerator, threads: state.threads,
     label: state.inputs.label, layout: s.output.layout, outputShape: s.output.shape,
-    output, image: imageData, depth: depthData, timings,
+    output, image: imageData, depth: depthData, lens, timings,
   };
   window.__bokehResult = result;
   $('run').disabled = false;
@@ -280,10 +344,11 @@ async function benchmark() {
   const model = await compiledFor(accelerator);
   const imageData = pack(fitted(state.inputs.image, s.width, s.height), s.image, 3);
   const depthData = pack(fitted(state.inputs.depth, s.width, s.height), s.depth, 1);
+  const lens = lensData();
   const times = [];
   for (let i = 0; i < BENCH_WARMUP + BENCH_RUNS; i++) {
     const t0 = performance.now();
-    await infer(model, imageData, depthData);
+    await infer(model, imageData, depthData, lens);
     if (i >= BENCH_WARMUP) times.push(performance.now() - t0);
   }
   times.sort((a, b) => a - b);

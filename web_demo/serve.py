@@ -1,8 +1,10 @@
 """Static file server for the web demo: the repository root at http://127.0.0.1:PORT/.
 
-Open http://127.0.0.1:8000/web_demo/index.html?model=<name>&precision=fp32 where ``<name>`` is a
-folder of ``tflite_models/``. The page loads ``../tflite_models/<name>/`` and its LiteRT.js
-runtime from ``web_demo/node_modules/`` (``npm ci`` in ``web_demo/``).
+Open http://127.0.0.1:8000/web_demo/index.html?model=<name> where ``<name>`` is a folder of
+``tflite_models/``; on start the server prints that URL for every exported model it finds, with
+the precision the page picks by default (fp16 when exported, else the manifest's first variant).
+The page loads ``../tflite_models/<name>/`` and its LiteRT.js runtime from
+``web_demo/node_modules/`` (``npm ci`` in ``web_demo/``).
 
 Why not plain ``python -m http.server``: it works, but this server also sends the two
 cross-origin-isolation headers (COOP/COEP) that let the browser hand SharedArrayBuffer to
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import http.server
+import json
 import os
 import posixpath
 import threading
@@ -27,6 +30,8 @@ import urllib.parse
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Same rule as main.js' defaultPrecision: a shipped model may have no fp32 file.
+PREFERRED_PRECISION = "fp16"
 
 
 class DemoHandler(http.server.SimpleHTTPRequestHandler):
@@ -86,6 +91,36 @@ def serve_in_thread(**kwargs) -> tuple[http.server.ThreadingHTTPServer, str]:
     return server, f"http://{host}:{port}"
 
 
+def default_precision(manifest: dict) -> str | None:
+    """The variant the page loads without ``?precision=``: fp16 if exported, else the first listed."""
+    variants = list(manifest.get("variants") or {})
+    if PREFERRED_PRECISION in variants:
+        return PREFERRED_PRECISION
+    return variants[0] if variants else None
+
+
+def page_urls(base: str, models_dir: Path) -> list[str]:
+    """The demo page's URL for each exported model in ``models_dir`` (a folder with manifest.json).
+
+    Found by listing the folder rather than naming a model, so a renamed or newly exported model
+    needs no change here. A manifest that cannot be read gets a line saying why instead of a URL.
+    """
+    lines = []
+    for path in sorted(Path(models_dir).glob("*/manifest.json")):
+        name = path.parent.name
+        try:
+            precision = default_precision(json.loads(path.read_text()))
+        except (OSError, ValueError, AttributeError) as e:
+            lines.append(f"{path}: not usable ({e})")
+            continue
+        if precision is None:
+            lines.append(f"{path}: lists no variants")
+            continue
+        query = urllib.parse.urlencode({"model": name, "precision": precision})
+        lines.append(f"{base}/web_demo/index.html?{query}")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--port", type=int, default=8000)
@@ -96,7 +131,12 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(f"--models {args.models}: not a folder")
     server = make_server(args.port, args.bind, REPO_ROOT, args.models, quiet=False)
     host, port = server.server_address[:2]
-    print(f"serving {REPO_ROOT} at http://{host}:{port}/web_demo/index.html?model=<name>&precision=fp32")
+    base = f"http://{host}:{port}"
+    models_dir = Path(args.models) if args.models else REPO_ROOT / "tflite_models"
+    urls = page_urls(base, models_dir)
+    print(f"serving {REPO_ROOT} at {base}/web_demo/index.html?model=<name> (<name>: a folder of {models_dir})")
+    print("\n".join(f"  {u}" for u in urls) if urls else
+          f"  no exported model in {models_dir} (no */manifest.json): python -m export ... --out {models_dir}/<name>")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -7,7 +7,7 @@ Stage 2 (eq. 5): L1, VGG perceptual, SSIM, adversarial (WGAN-GP with the dual-sc
 from __future__ import annotations
 
 from training.losses.adversarial import critic_loss, generator_adversarial_loss, gradient_penalty
-from training.losses.bokeh import BackgroundBlurLoss, EdgeDifferenceLoss, ForegroundEdgeLoss
+from training.losses.bokeh import BackgroundBlurLoss, EdgeDifferenceLoss, ForegroundEdgeLoss, focus_mask
 from training.losses.reconstruction import L1Loss, SSIMLoss
 from training.losses.vgg import VGG19Features, VGGPerceptualLoss, find_vgg19_weights
 
@@ -17,6 +17,7 @@ __all__ = [
     "ForegroundEdgeLoss",
     "EdgeDifferenceLoss",
     "BackgroundBlurLoss",
+    "focus_mask",
     "VGG19Features",
     "VGGPerceptualLoss",
     "find_vgg19_weights",

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = ["SOBEL_KERNELS", "sobel_responses", "ForegroundEdgeLoss", "EdgeDifferenceLoss",
-           "BackgroundBlurLoss"]
+           "BackgroundBlurLoss", "focus_mask"]
 
 # Sobel kernels at 0°, 90°, +45°, −45° (eq. 1), cross-correlation orientation (as F.conv2d).
 # 0° responds to a left→right increase and equals kornia's sobel x kernel ×8; 90° likewise kornia's
@@ -65,6 +65,20 @@ def _check_image_mask(image: torch.Tensor, mask: torch.Tensor) -> None:
             f"mask must be (B, 1, H, W) matching the image {tuple(image.shape)}, "
             f"got {tuple(mask.shape)}"
         )
+
+
+def focus_mask(depth: torch.Tensor, lens: torch.Tensor, ramp_px: float = 8.0) -> torch.Tensor:
+    """``M`` for the lens-conditioned generator: 1 on the focal plane, falling linearly to 0 where
+    the blur radius r = K·|d − d_f| (BokehMe eq. 1) reaches ``ramp_px`` pixels.
+
+    The paper's M is the depth itself because its data is always focused on the near subject. With
+    the focus anywhere (a lens input), "near" no longer means "in focus": a refocused background
+    must keep its edges and a defocused foreground must be smooth. ``depth`` (B, 1, H, W),
+    ``lens`` (B, 2, 1, 1) = (d_f, K). 8 px: past it a disk blur has removed most texture.
+    """
+    d_f, K = lens[:, 0:1].float(), lens[:, 1:2].float()
+    radius = K * (depth.float() - d_f).abs()
+    return (1.0 - radius / ramp_px).clamp(0.0, 1.0)
 
 
 def sobel_responses(image: torch.Tensor) -> torch.Tensor:

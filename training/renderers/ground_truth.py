@@ -44,6 +44,7 @@ from .lens import (
     radius_bins,
     scatter_by_radius,
     signed_bins,
+    blur_radius,
     signed_defocus,
 )
 
@@ -109,7 +110,7 @@ class GroundTruthRenderer(BatchRenderer):
                     or disp.shape != alpha.shape:
                 raise ValueError(f"render_layers: layer {i} has radiance {tuple(rad.shape)}, alpha "
                                  f"{tuple(alpha.shape)}, disparity {tuple(disp.shape)}; expected (3,h,w), (1,h,w), (1,h,w)")
-            radius = lens.K * (disp - lens.d_f).abs()
+            radius = blur_radius(disp, lens)
             R = int(math.ceil(float((radius * (alpha > 0)).max()))) + 1 if bool((alpha > 0).any()) else 0
             if R == 0 and not bool((alpha > 0).any()):
                 continue

@@ -9,6 +9,13 @@ disparity ``d_f``, ``gamma`` and the aperture shape. The blur radius of a pixel 
 and its signed version S = K * (d - d_f) is BokehMe's signed defocus map (eq. 6): S > 0 in front
 of the focal plane, S < 0 behind it.
 
+Our one extension, ``dof`` (0 by default, which is eq. 1 exactly): a depth-of-field band of
+half-width ``dof`` in disparity around d_f that stays sharp, r = K * max(|d - d_f| - dof, 0). A
+monocular depth map of a person spans a range of disparities (nose to shoulders, and the map's own
+noise), so with dof = 0 and any real blur strength part of the subject is always defocused; phone
+portrait modes keep a focus range for this reason. The band is applied by :func:`defocus_distance`,
+which every renderer (and the ground truth of the synthetic data) goes through.
+
 Besides :class:`LensParams` this file holds the numerics every renderer shares, so each renderer
 file only says what is particular to its paper:
 
@@ -38,6 +45,16 @@ import torch
 APERTURES = ("disk", "polygon")
 
 
+# auto_focus(): focus on this percentile of disparity; blur the farthest surface by this share of
+# the width (25 px at 1536: the EBB! lens focused at about 2 m, see ebb_radius_at_infinity).
+AUTO_FOCUS_QUANTILE = 0.9
+AUTO_BLUR_FRACTION = 0.0163
+AUTO_DOF = 0.1  # the sharp band of auto_focus, in disparity (see the module docstring)
+# The focal disparity of the exported lens models' default lens (default_lens), where a photo's
+# subject typically lies in a min-max normalised monocular depth map.
+DEFAULT_FOCUS_DISPARITY = 0.8
+
+
 @dataclass(frozen=True)
 class LensParams:
     """Lens parameters of one image (BokehMe §3, "controlling parameters").
@@ -49,6 +66,7 @@ class LensParams:
     aperture: "disk" or "polygon".
     blades: number of aperture blades (polygon sides); used when ``aperture == "polygon"``.
     rotation: polygon rotation in radians; 0 puts one vertex straight up.
+    dof: half-width of the sharp band around d_f, in disparity (module docstring); 0 = eq. 1.
     """
 
     K: float
@@ -57,10 +75,11 @@ class LensParams:
     aperture: str = "disk"
     blades: int = 6
     rotation: float = 0.0
+    dof: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("K", "d_f", "gamma", "rotation"):
+        for name in ("K", "d_f", "gamma", "rotation", "dof"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
                 problems.append(f"{name} must be a finite number, got {value!r}")
@@ -71,6 +90,8 @@ class LensParams:
                 problems.append(f"d_f (focal disparity) must lie in [0, 1], got {self.d_f}")
             if not 0.1 <= self.gamma <= 10.0:
                 problems.append(f"gamma must lie in [0.1, 10], got {self.gamma}")
+            if not 0.0 <= self.dof <= 0.5:
+                problems.append(f"dof (sharp band half-width in disparity) must lie in [0, 0.5], got {self.dof}")
         if self.aperture not in APERTURES:
             problems.append(f"aperture must be one of {APERTURES}, got {self.aperture!r}")
         if isinstance(self.blades, bool) or not isinstance(self.blades, int) or self.blades < 3:
@@ -138,12 +159,13 @@ class LensParams:
         cls,
         disparity: torch.Tensor | np.ndarray,
         *,
-        focus_quantile: float = 0.9,
-        max_blur_fraction: float = 0.0163,
+        focus_quantile: float = AUTO_FOCUS_QUANTILE,
+        max_blur_fraction: float = AUTO_BLUR_FRACTION,
         gamma: float = 2.2,
         aperture: str = "disk",
         blades: int = 6,
         rotation: float = 0.0,
+        dof: float = AUTO_DOF,
     ) -> "LensParams":
         """Sensible lens parameters for a photo that comes without them (EBB!, a phone picture).
 
@@ -154,6 +176,7 @@ class LensParams:
         K: chosen so that the farthest surface (2nd percentile of disparity) gets a blur radius of
             ``max_blur_fraction * width`` pixels. The default 0.0163 is 25 px at 1536 px width:
             the background blur of the EBB! lens focused at about 2 m (see :func:`ebb_radius_at_infinity`).
+        dof: the sharp band around d_f (module docstring), so that the whole subject stays sharp.
         """
         d = torch.as_tensor(disparity, dtype=torch.float32).detach().cpu()
         if d.ndim < 2 or d.numel() == 0:
@@ -167,8 +190,28 @@ class LensParams:
         d_f = float(torch.quantile(flat, focus_quantile).clamp(0.0, 1.0))
         d_far = float(torch.quantile(flat, 0.02).clamp(0.0, 1.0))
         # a flat (or nearly flat) map has no background to blur: keep K finite and modest
-        K = max_blur_fraction * width / max(d_f - d_far, 0.1)
-        return cls(K=float(K), d_f=d_f, gamma=gamma, aperture=aperture, blades=blades, rotation=rotation)
+        K = max_blur_fraction * width / max(d_f - d_far - dof, 0.1)
+        return cls(K=float(K), d_f=d_f, gamma=gamma, aperture=aperture, blades=blades, rotation=rotation, dof=dof)
+
+
+def auto_focus(disparity: torch.Tensor | np.ndarray) -> LensParams:
+    """THE auto-focus of this project: the lens used on a photo that comes without lens values.
+
+    Evaluation, training on EBB! (``BokehPairs`` with ``lens=True``), ``python -m eval`` on real
+    photos and the exported models' documented default all use it, so a result never depends on
+    which tool made it. It is :meth:`LensParams.for_photo` with its defaults: focus on the 90th
+    percentile of disparity, a background blur radius of 1.63 % of the width.
+    """
+    return LensParams.for_photo(disparity)
+
+
+def default_lens(size: tuple[int, int]) -> tuple[float, float, float]:
+    """(d_f, K, dof) that an exported lens model documents as its default (manifest
+    ``inputs[2].default``) for an app that neither runs :func:`auto_focus` nor has a tap:
+    auto_focus's rule on a typical portrait depth map, subject at d = 0.8 and the farthest
+    surface at 0. ``size`` = (H, W) of the model's input; K scales with the width (it is in pixels)."""
+    d_f = DEFAULT_FOCUS_DISPARITY
+    return d_f, AUTO_BLUR_FRACTION * size[1] / (d_f - AUTO_DOF), AUTO_DOF
 
 
 def as_lens_list(lens: LensParams | Sequence[LensParams], batch: int) -> list[LensParams]:
@@ -181,14 +224,24 @@ def as_lens_list(lens: LensParams | Sequence[LensParams], batch: int) -> list[Le
     return lenses
 
 
+def defocus_distance(disparity: torch.Tensor, lens: LensParams) -> torch.Tensor:
+    """d - d_f with the sharp band taken out: sign(x) * max(|x| - dof, 0) for x = d - d_f.
+    Written with two ReLUs, the form the exported network uses (no SIGN op on phone GPUs)."""
+    x = disparity - lens.d_f
+    if not lens.dof:
+        return x
+    return (x - lens.dof).clamp_min(0.0) - (-x - lens.dof).clamp_min(0.0)
+
+
 def blur_radius(disparity: torch.Tensor, lens: LensParams) -> torch.Tensor:
-    """Blur radius in pixels, r = K * |d - d_f| (BokehMe eq. 1)."""
-    return lens.K * (disparity - lens.d_f).abs()
+    """Blur radius in pixels, r = K * |d - d_f| (BokehMe eq. 1), less the ``dof`` band."""
+    return lens.K * defocus_distance(disparity, lens).abs()
 
 
 def signed_defocus(disparity: torch.Tensor, lens: LensParams) -> torch.Tensor:
-    """Signed defocus S = K * (d - d_f) (BokehMe eq. 6); > 0 in front of the focal plane."""
-    return lens.K * (disparity - lens.d_f)
+    """Signed defocus S = K * (d - d_f) (BokehMe eq. 6), less the ``dof`` band; > 0 in front of
+    the focal plane."""
+    return lens.K * defocus_distance(disparity, lens)
 
 
 def check_inputs(image: torch.Tensor, disparity: torch.Tensor, who: str) -> None:

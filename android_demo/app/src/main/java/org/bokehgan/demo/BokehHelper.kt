@@ -21,6 +21,9 @@ import java.nio.ByteBuffer
  * Nothing about the model is hard-coded: input size, tensor names, layout and value ranges come
  * from the bundled `manifest.json`, checked against `model_spec.json` ([ModelSpec]).
  *
+ * A lens-conditioned export has a third input, `lens` = (d_f, K, dof); it is fed the manifest's
+ * default ([lens]). A depth-only export (the paper's) gets image and depth only.
+ *
  * Threading: create, use and clean up an instance on ONE thread. The GPU delegate binds its
  * OpenCL/OpenGL context to the thread that created it; calls from another thread fail or hang.
  */
@@ -70,6 +73,8 @@ class BokehHelper(
     val precision: String = precision ?: manifest.bundledPrecisions.first()
     val height: Int get() = manifest.height
     val width: Int get() = manifest.width
+    /** (d_f, K, dof) fed with every image, or null for a depth-only model. */
+    val lens: FloatArray? get() = manifest.lensDefault
 
     private var interpreter: Interpreter? = null
     private var gpuDelegate: GpuDelegate? = null
@@ -80,6 +85,10 @@ class BokehHelper(
     private val imageBuffer: ByteBuffer = ImageOps.floatBuffer(height * width * spec.image.channels)
     private val depthBuffer: ByteBuffer = ImageOps.floatBuffer(height * width * spec.depth.channels)
     private val outputBuffer: ByteBuffer = ImageOps.floatBuffer(height * width * spec.output.channels)
+    // The lens does not change between renders: packed once (3 floats; same order NHWC or NCHW).
+    private val lensBuffer: ByteBuffer? = manifest.lensDefault?.let { values ->
+        ImageOps.floatBuffer(values.size).apply { values.forEach { putFloat(it) }; rewind() }
+    }
 
     init {
         require(this.precision in manifest.bundledPrecisions) {
@@ -121,16 +130,38 @@ class BokehHelper(
     /** The .tflite file's own tensors must be what the manifest says (name, shape, float32). */
     private fun checkTensors(interp: Interpreter) {
         val file = spec.modelFile(precision)
-        for (t in listOf(spec.image, spec.depth, spec.output)) {
-            val tensor = tensor(interp, t.name, isInput = t != spec.output)
-            val expected = intArrayOf(1, height, width, t.channels)
-            if (!tensor.shape().contentEquals(expected) || tensor.dataType() != DataType.FLOAT32) {
+        val inputNames = listOfNotNull(spec.image.name, spec.depth.name, spec.lens.name.takeIf { lensBuffer != null })
+        // A lens model described by a depth-only manifest (or the reverse) would run with an unfed input.
+        if (interp.inputTensorCount != inputNames.size) {
+            throw IllegalStateException(
+                "$file has ${interp.inputTensorCount} inputs, ${spec.manifestAsset} lists ${inputNames.size}: $inputNames",
+            )
+        }
+        val expected = mutableListOf(
+            Triple(spec.image.name, true, intArrayOf(1, height, width, spec.image.channels)),
+            Triple(spec.depth.name, true, intArrayOf(1, height, width, spec.depth.channels)),
+            Triple(spec.output.name, false, intArrayOf(1, height, width, spec.output.channels)),
+        )
+        if (lensBuffer != null) expected += Triple(spec.lens.name, true, spec.lens.shape)
+        for ((name, isInput, shape) in expected) {
+            val tensor = tensor(interp, name, isInput)
+            if (!tensor.shape().contentEquals(shape) || tensor.dataType() != DataType.FLOAT32) {
                 throw IllegalStateException(
-                    "$file: tensor \"${t.name}\" is ${tensor.dataType()} ${tensor.shape().contentToString()}, " +
-                        "manifest.json says FLOAT32 ${expected.contentToString()}",
+                    "$file: tensor \"$name\" is ${tensor.dataType()} ${tensor.shape().contentToString()}, " +
+                        "${spec.manifestAsset} says FLOAT32 ${shape.contentToString()}",
                 )
             }
         }
+    }
+
+    /** Input buffers by tensor name; the lens only for a lens-conditioned model. */
+    private fun inputBuffers(): Map<String, ByteBuffer> {
+        val inputs = mutableMapOf(spec.image.name to imageBuffer, spec.depth.name to depthBuffer)
+        lensBuffer?.let {
+            it.rewind()  // read from the start on every run
+            inputs[spec.lens.name] = it
+        }
+        return inputs
     }
 
     private fun tensor(interp: Interpreter, name: String, isInput: Boolean): Tensor {
@@ -158,17 +189,16 @@ class BokehHelper(
         val interp = checkNotNull(interpreter) { "BokehHelper used after cleanup()" }
         outputBuffer.rewind()
         val key = signatureKey
+        val buffers = inputBuffers()
         if (key != null) {
-            interp.runSignature(
-                mapOf(spec.image.name to imageBuffer, spec.depth.name to depthBuffer),
-                mapOf(spec.output.name to outputBuffer),
-                key,
-            )
+            interp.runSignature(buffers, mapOf(spec.output.name to outputBuffer), key)
         } else {
             val inputs = arrayOfNulls<Any>(interp.inputTensorCount)
             for (i in 0 until interp.inputTensorCount) {
                 val n = interp.getInputTensor(i).name().removePrefix("serving_default_").substringBefore(':')
-                inputs[i] = if (n == spec.image.name) imageBuffer else depthBuffer
+                inputs[i] = buffers[n] ?: throw IllegalStateException(
+                    "${spec.modelFile(precision)}: input \"$n\" is none of ${buffers.keys}",
+                )
             }
             interp.runForMultipleInputsOutputs(inputs, mapOf(0 to outputBuffer))
         }

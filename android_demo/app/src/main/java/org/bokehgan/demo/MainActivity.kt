@@ -80,8 +80,8 @@ class MainActivity : ComponentActivity() {
             return
         }
         modelInfo.text = String.format(
-            Locale.US, "%s · %d×%d NHWC · %s\n%s (%s)",
-            manifest.name, manifest.height, manifest.width, manifest.converter,
+            Locale.US, "%s · %d×%d NHWC · %s\n%s\n%s (%s)",
+            manifest.name, manifest.height, manifest.width, manifest.converter, lensText(manifest.lensDefault),
             Build.MODEL, if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.S) Build.SOC_MODEL else Build.HARDWARE,
         )
 
@@ -114,6 +114,11 @@ class MainActivity : ComponentActivity() {
         })
         updateButtons()
     }
+
+    /** The lens every render is fed (read-only for now: no tap-to-focus or sliders yet). */
+    private fun lensText(lens: FloatArray?): String =
+        if (lens == null) "lens: none (depth-only model)"
+        else String.format(Locale.US, "lens: d_f %.2f · K %.1f px · dof %.2f (manifest default)", lens[0], lens[1], lens[2])
 
     private fun adapter(items: List<String>) =
         ArrayAdapter(this, android.R.layout.simple_spinner_item, items).apply {

@@ -15,6 +15,12 @@ data class TensorSpec(
     val convention: String,
 )
 
+/**
+ * The optional third input of a lens-conditioned export (from model_spec.json "lens_input"):
+ * [values] (d_f, K, dof) in this order, in a tensor of [shape]. A depth-only export has none.
+ */
+data class LensSpec(val name: String, val layout: String, val dtype: String, val shape: IntArray, val values: List<String>)
+
 /** The optional monocular depth model (DPT/MiDaS-style) bundled as depth.tflite. */
 data class DepthModelSpec(val asset: String, val mean: FloatArray, val std: FloatArray)
 
@@ -31,6 +37,10 @@ class ModelSpec private constructor(json: JSONObject) {
     val sizeMultiple: Int = json.getInt("size_multiple")
     val inputs: List<TensorSpec> = json.getJSONArray("inputs").objects().map { it.tensorSpec("normalisation") }
     val outputs: List<TensorSpec> = json.getJSONArray("outputs").objects().map { it.tensorSpec("postprocess") }
+    val lens: LensSpec = json.getJSONObject("lens_input").let {
+        LensSpec(it.getString("name"), it.getString("layout"), it.getString("dtype"),
+                 it.getJSONArray("shape").ints(), it.getJSONArray("values").strings())
+    }
     val depthModel: DepthModelSpec = json.getJSONObject("depth_model").let {
         DepthModelSpec(it.getString("asset"), it.getJSONArray("input_mean").floats(), it.getJSONArray("input_std").floats())
     }
@@ -63,6 +73,11 @@ class ExportManifest private constructor(json: JSONObject, spec: ModelSpec, bund
     val bundledPrecisions: List<String>
     /** manifest.variants[precision].gpu_compatible, as measured by the exporter. */
     val gpuCompatible: Map<String, Boolean>
+    /**
+     * The lens a lens-conditioned export is fed: its manifest's `default` (d_f, K, dof), checked.
+     * Null for a depth-only export (the paper's), which has no lens input.
+     */
+    val lensDefault: FloatArray?
 
     init {
         val where = spec.manifestAsset
@@ -97,6 +112,12 @@ class ExportManifest private constructor(json: JSONObject, spec: ModelSpec, bund
             sizes += shape[1] to shape[2]
         }
         spec.inputs.forEach { check(json.optJSONArray("inputs"), it, "normalisation") }
+        // An input the app does not know would be left unfed and fail inside the interpreter.
+        val known = spec.inputs.map { it.name } + spec.lens.name
+        val unknown = json.optJSONArray("inputs")?.objects()?.map { it.optString("name") }.orEmpty() - known.toSet()
+        if (unknown.isNotEmpty()) fail("unknown input(s) $unknown; the app feeds $known (the last one optional)")
+        lensDefault = json.optJSONArray("inputs")?.objects()?.firstOrNull { it.optString("name") == spec.lens.name }
+            ?.let { readLens(it, spec.lens, ::fail) }
         spec.outputs.forEach { check(json.optJSONArray("outputs"), it, "postprocess") }
         if (sizes.size != 1) fail("inputs and outputs differ in size: $sizes")
         height = sizes.single().first
@@ -117,6 +138,25 @@ class ExportManifest private constructor(json: JSONObject, spec: ModelSpec, bund
     }
 
     companion object {
+        /** The lens entry's default, after checking it is the tensor the app feeds (see [LensSpec]). */
+        private fun readLens(t: JSONObject, expected: LensSpec, fail: (String) -> Nothing): FloatArray {
+            val label = "input \"${expected.name}\""
+            if (t.optString("layout") != expected.layout) fail("$label: layout ${t.optString("layout")}, the app feeds ${expected.layout}")
+            if (t.optString("dtype") != expected.dtype) fail("$label: dtype ${t.optString("dtype")}, the app feeds ${expected.dtype}")
+            val shape = t.optJSONArray("shape")?.ints()
+            if (shape == null || !shape.contentEquals(expected.shape)) {
+                fail("$label: shape ${shape?.contentToString()}, the app feeds ${expected.shape.contentToString()}")
+            }
+            val values = t.optJSONArray("values")?.strings()
+            if (values != expected.values) fail("$label: values $values, the app feeds ${expected.values}")
+            val d = t.optJSONArray("default")?.floats()
+            // d_f and dof are disparities in [0, 1] and [0, 0.5]; K a blur radius in pixels, >= 0.
+            val ok = d != null && d.size == 3 && d.all { it.isFinite() } &&
+                d[0] in 0f..1f && d[1] >= 0f && d[2] in 0f..0.5f
+            if (!ok) fail("$label: default ${t.opt("default")} is not [d_f in [0, 1], K >= 0, dof in [0, 0.5]]")
+            return d!!
+        }
+
         fun load(context: Context, spec: ModelSpec): ExportManifest {
             val text = try {
                 context.assets.open(spec.manifestAsset).bufferedReader().use { it.readText() }

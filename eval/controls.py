@@ -1,0 +1,133 @@
+"""The "controls" picture of a lens-conditioned model: one scene at three focus settings × two
+strengths, with how much detail each keeps near and far.
+
+    python -m eval.controls --model tflite_models/<name>/bokeh_fp16.tflite --data data/phone/val --id 0 \
+        --out runs/controls.png
+
+The focus settings put d_f on the near subject (90th percentile of disparity, as ``auto_focus``),
+the middle (median) and the far background (5th percentile); the strengths are half and all of the
+scene's K (its ``lens/<id>.json``, else ``auto_focus``). Each cell is captioned with the detail kept
+(``eval.metrics.detail_kept``) in the background and on the subject, the numbers that show the
+controls work: focusing far keeps the background and blurs the subject, a larger K blurs more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from eval.metrics import detail_kept
+
+__all__ = ["FOCUS_QUANTILES", "STRENGTH_FACTORS", "ControlCell", "render_controls", "controls_picture", "main"]
+
+FOCUS_QUANTILES = {"near": 0.9, "middle": 0.5, "far": 0.05}
+STRENGTH_FACTORS = (0.5, 1.0)
+
+
+@dataclasses.dataclass
+class ControlCell:
+    focus: str
+    d_f: float
+    K: float
+    dof: float
+    background_kept: float
+    subject_kept: float
+    output: np.ndarray  # (H, W, 3) float, clamped to [0, 1]
+
+
+def render_controls(runner, image: np.ndarray, depth: np.ndarray, lens) -> list[ControlCell]:
+    """Run ``runner`` (``export.runtime`` interface, lens-conditioned) at every focus × strength.
+
+    ``image`` (1, 3, H, W), ``depth`` (1, 1, H, W) NCHW float32; ``lens`` a ``LensParams`` whose K
+    and dof are the scene's. Rows of the result: strengths; within a row: focus settings.
+    """
+    if not getattr(runner, "lens_input", False):
+        raise ValueError(f"{runner.name}: not a lens-conditioned model (it has no lens input to control)")
+    photo = image[0].transpose(1, 2, 0)
+    disparity = depth[0, 0]
+    cells = []
+    for factor in STRENGTH_FACTORS:
+        for focus, q in FOCUS_QUANTILES.items():
+            d_f, K = float(np.quantile(disparity, q)), lens.K * factor
+            out = runner(image, depth, np.array([d_f, K, lens.dof], np.float32))
+            out = np.clip(out[0].transpose(1, 2, 0), 0.0, 1.0)
+            bg, fg = detail_kept(photo, out, disparity)
+            cells.append(ControlCell(focus, d_f, K, lens.dof, bg, fg, out))
+    return cells
+
+
+def controls_picture(photo: np.ndarray, cells: list[ControlCell], cell_width: int = 384) -> Image.Image:
+    """A grid: the photo, then one row per strength with a captioned cell per focus setting."""
+    h, w = photo.shape[:2]
+    ch = round(cell_width * h / w)
+    cols = len(FOCUS_QUANTILES)
+    rows = len(cells) // cols
+    caption = 30
+    sheet = Image.new("RGB", ((cols + 1) * cell_width, rows * (ch + caption)), "white")
+    draw = ImageDraw.Draw(sheet)
+
+    def paste(rgb: np.ndarray, x: int, y: int, text: str) -> None:
+        img = Image.fromarray((rgb * 255 + 0.5).astype(np.uint8)).resize((cell_width, ch), Image.Resampling.LANCZOS)
+        sheet.paste(img, (x, y + caption))
+        draw.text((x + 4, y + 2), text, fill="black")
+
+    paste(photo, 0, 0, "input")
+    for i, c in enumerate(cells):
+        r, k = divmod(i, cols)
+        paste(c.output, (k + 1) * cell_width, r * (ch + caption),
+              f"focus {c.focus} d_f={c.d_f:.2f} K={c.K:.1f}\nbackground {c.background_kept:.2f}x, subject {c.subject_kept:.2f}x")
+    return sheet
+
+
+def _save_png(img: Image.Image, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            img.save(f, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    from export.runtime import load_runner
+    from export.samples import load_sample
+    from training.renderers.lens import LensParams
+
+    p = argparse.ArgumentParser(prog="python -m eval.controls", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", required=True, type=Path, help="a lens-conditioned .tflite, .onnx or checkpoint")
+    p.add_argument("--data", required=True, type=Path, help="a split folder (original/, depth/, lens/)")
+    p.add_argument("--id", default="0", help="the scene's id in the split folder (default 0)")
+    p.add_argument("--size", help="HxW to run at (default: the model's input size, else the image's)")
+    p.add_argument("--out", required=True, type=Path, help="PNG to write")
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args(argv)
+    runner = load_runner(args.model, num_threads=args.threads)
+    if args.size:
+        size = tuple(int(v) for v in args.size.lower().split("x"))
+    elif runner.input_size is not None:
+        size = runner.input_size
+    else:
+        with Image.open(next((args.data / "original").glob(f"{args.id}.*"))) as im:
+            size = (im.height - im.height % 16, im.width - im.width % 16)
+    sample = load_sample(args.data, args.id, size)
+    d_f, K, dof = sample.lens.ravel().tolist()
+    cells = render_controls(runner, sample.image, sample.depth, LensParams(K=K, d_f=d_f, dof=dof))
+    _save_png(controls_picture(sample.image[0].transpose(1, 2, 0), cells), args.out)
+    print("| K | focus | d_f | background kept | subject kept |\n|---:|---|---:|---:|---:|")
+    for c in cells:
+        print(f"| {c.K:.1f} | {c.focus} | {c.d_f:.2f} | {c.background_kept:.2f} | {c.subject_kept:.2f} |")
+    print(f"picture: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
