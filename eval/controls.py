@@ -7,27 +7,30 @@ strengths, with how much detail each keeps near and far.
 The focus settings put d_f on the near subject (90th percentile of disparity, as ``auto_focus``),
 the middle (median) and the far background (5th percentile); the strengths are half and all of the
 scene's K (its ``lens/<id>.json``, else ``auto_focus``). Each cell is captioned with the detail kept
-(``eval.metrics.detail_kept``) in the background and on the subject, the numbers that show the
-controls work: focusing far keeps the background and blurs the subject, a larger K blurs more.
+(``eval.metrics.detail_kept_in``) where that setting's blur radius is under 1 px ("sharp") and
+where it is 3 px or more ("blurred"): a model that follows its controls keeps ~1 in the first and
+far less in the second, wherever the focus is.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from eval.metrics import detail_kept
+from eval.evaluate import atomic_save_png
+from eval.metrics import detail_kept_in
 
 __all__ = ["FOCUS_QUANTILES", "STRENGTH_FACTORS", "ControlCell", "render_controls", "controls_picture", "main"]
 
 FOCUS_QUANTILES = {"near": 0.9, "middle": 0.5, "far": 0.05}
 STRENGTH_FACTORS = (0.5, 1.0)
+# "blurred": a disc of this radius already removes most of a texture's gradient energy; small
+# enough that the demo's 256x384 scenes (radii up to ~12 px) have such pixels too.
+BLURRED_PX = 3.0
 
 
 @dataclasses.dataclass
@@ -36,8 +39,8 @@ class ControlCell:
     d_f: float
     K: float
     dof: float
-    background_kept: float
-    subject_kept: float
+    sharp_kept: float  # detail kept where this lens's blur radius is < 1 px (None: no such pixel)
+    blurred_kept: float  # ... where it is >= BLURRED_PX
     output: np.ndarray  # (H, W, 3) float, clamped to [0, 1]
 
 
@@ -47,6 +50,10 @@ def render_controls(runner, image: np.ndarray, depth: np.ndarray, lens) -> list[
     ``image`` (1, 3, H, W), ``depth`` (1, 1, H, W) NCHW float32; ``lens`` a ``LensParams`` whose K
     and dof are the scene's. Rows of the result: strengths; within a row: focus settings.
     """
+    import torch
+
+    from training.renderers.lens import LensParams, blur_radius
+
     if not getattr(runner, "lens_input", False):
         raise ValueError(f"{runner.name}: not a lens-conditioned model (it has no lens input to control)")
     photo = image[0].transpose(1, 2, 0)
@@ -57,8 +64,9 @@ def render_controls(runner, image: np.ndarray, depth: np.ndarray, lens) -> list[
             d_f, K = float(np.quantile(disparity, q)), lens.K * factor
             out = runner(image, depth, np.array([d_f, K, lens.dof], np.float32))
             out = np.clip(out[0].transpose(1, 2, 0), 0.0, 1.0)
-            bg, fg = detail_kept(photo, out, disparity)
-            cells.append(ControlCell(focus, d_f, K, lens.dof, bg, fg, out))
+            radius = blur_radius(torch.from_numpy(disparity), LensParams(K=K, d_f=d_f, dof=lens.dof)).numpy()
+            kept = [detail_kept_in(photo, out, m) if m.any() else float("nan") for m in (radius < 1.0, radius >= BLURRED_PX)]
+            cells.append(ControlCell(focus, d_f, K, lens.dof, *kept, out))
     return cells
 
 
@@ -81,20 +89,10 @@ def controls_picture(photo: np.ndarray, cells: list[ControlCell], cell_width: in
     for i, c in enumerate(cells):
         r, k = divmod(i, cols)
         paste(c.output, (k + 1) * cell_width, r * (ch + caption),
-              f"focus {c.focus} d_f={c.d_f:.2f} K={c.K:.1f}\nbackground {c.background_kept:.2f}x, subject {c.subject_kept:.2f}x")
+              f"focus {c.focus} d_f={c.d_f:.2f} K={c.K:.1f}\ndetail kept: sharp {c.sharp_kept:.2f}x, blurred {c.blurred_kept:.2f}x")
     return sheet
 
 
-def _save_png(img: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            img.save(f, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -121,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     sample = load_sample(args.data, args.id, size)
     d_f, K, dof = sample.lens.ravel().tolist()
     cells = render_controls(runner, sample.image, sample.depth, LensParams(K=K, d_f=d_f, dof=dof))
-    _save_png(controls_picture(sample.image[0].transpose(1, 2, 0), cells), args.out)
-    print("| K | focus | d_f | background kept | subject kept |\n|---:|---|---:|---:|---:|")
+    atomic_save_png(args.out, controls_picture(sample.image[0].transpose(1, 2, 0), cells))
+    print("| K | focus | d_f | detail kept where r < 1 px | where r >= 3 px |\n|---:|---|---:|---:|---:|")
     for c in cells:
-        print(f"| {c.K:.1f} | {c.focus} | {c.d_f:.2f} | {c.background_kept:.2f} | {c.subject_kept:.2f} |")
+        print(f"| {c.K:.1f} | {c.focus} | {c.d_f:.2f} | {c.sharp_kept:.2f} | {c.blurred_kept:.2f} |")
     print(f"picture: {args.out}")
     return 0
 

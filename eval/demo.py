@@ -171,8 +171,9 @@ def write_report(args: argparse.Namespace, timings: dict[str, float]) -> str:
               "![evaluation grid](eval/grid.png)", "",
               "## Controls", "",
               "One validation scene from the fp16 TFLite model: focus near / middle / far (columns) at half "
-              "and all of the scene's blur strength K (rows), each captioned with the detail it keeps in "
-              "the background and on the subject (`python -m eval.controls`).", "",
+              "and all of the scene's blur strength K (rows), each captioned with the detail it keeps where "
+              "that setting's blur radius is under 1 px and where it is 3 px or more "
+              "(`python -m eval.controls`).", "",
               "![controls](controls.png)", "", "## Export parity (TFLite vs PyTorch)", "",
               f"Converter: `{manifest.get('converter')}`; ONNX Runtime vs PyTorch max |Δ| = "
               f"{manifest.get('onnx', {}).get('max_abs_diff_vs_pytorch', float('nan')):.2e}", "",

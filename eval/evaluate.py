@@ -129,7 +129,9 @@ class RuntimeModel:
         self.needs_lens = bool(getattr(runner, "lens_input", False))
 
     def __call__(self, image: np.ndarray, depth: np.ndarray, lens: Any = None) -> np.ndarray:
-        return self.runner(image, depth, lens_array(lens) if self.needs_lens else None)
+        if self.needs_lens:
+            return self.runner(image, depth, lens_array(lens))
+        return self.runner(image, depth)
 
 
 class RendererModel:
@@ -352,7 +354,7 @@ def _atomic_write_text(path: Path, text: str) -> None:
     _atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def _atomic_save_png(path: Path, img: Image.Image) -> None:
+def atomic_save_png(path: Path, img: Image.Image) -> None:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
     _atomic_write_bytes(path, buf.getvalue())
@@ -591,14 +593,14 @@ def evaluate(
     _atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
     _atomic_write_text(out / "summary.md", format_report(summary))
     if grid:
-        _atomic_save_png(out / "grid.png", _render_grid(grid, ["input", "depth", *names, "ground truth"]))
+        atomic_save_png(out / "grid.png", _render_grid(grid, ["input", "depth", *names, "ground truth"]))
     return summary
 
 
 def _write_crops(folder: Path, images: Mapping[str, torch.Tensor], band: torch.Tensor, box: tuple[int, int, int, int]) -> None:
     for name, x in images.items():
         rgb = _depth_view(x, band[0]) if name == "depth" else _to_uint8(x)
-        _atomic_save_png(folder / f"{_safe_name(name)}.png", Image.fromarray(rgb).crop(box))
+        atomic_save_png(folder / f"{_safe_name(name)}.png", Image.fromarray(rgb).crop(box))
 
 
 def _safe_name(name: str) -> str:

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from kornia.metrics import ssim as kornia_ssim
 
-__all__ = ["psnr", "ssim", "depth_edge_band", "edge_band_radius", "edge_psnr", "detail_kept", "EDGE_THRESHOLD", "SSIM_K1",
+__all__ = ["psnr", "ssim", "depth_edge_band", "edge_band_radius", "edge_psnr", "detail_kept", "detail_kept_in", "EDGE_THRESHOLD", "SSIM_K1",
            "SSIM_K2"]
 
 Reduction = Literal["mean", "none"]
@@ -154,8 +154,15 @@ def detail_kept(photo: np.ndarray, output: np.ndarray, disparity: np.ndarray) ->
     if photo.shape != output.shape or photo.shape[:2] != disparity.shape:
         raise ValueError(f"detail_kept: photo {photo.shape}, output {output.shape} and disparity "
                          f"{disparity.shape} must share H and W")
-    g_in, g_out = _gradient_energy(photo), _gradient_energy(np.clip(output, 0.0, 1.0))
     d = disparity[:-1, :-1]
     far, near = d <= np.quantile(d, BACKGROUND_QUANTILE), d >= np.quantile(d, SUBJECT_QUANTILE)
-    return (float(g_out[far].mean() / max(g_in[far].mean(), 1e-9)),
-            float(g_out[near].mean() / max(g_in[near].mean(), 1e-9)))
+    return detail_kept_in(photo, output, far), detail_kept_in(photo, output, near)
+
+
+def detail_kept_in(photo: np.ndarray, output: np.ndarray, mask: np.ndarray) -> float:
+    """The output's gradient energy over the photo's inside ``mask`` ((H, W) or (H-1, W-1) bool)."""
+    g_in, g_out = _gradient_energy(photo), _gradient_energy(np.clip(output, 0.0, 1.0))
+    m = mask[: g_in.shape[0], : g_in.shape[1]]
+    if not m.any():
+        raise ValueError("detail_kept_in: the mask selects no pixel")
+    return float(g_out[m].mean() / max(g_in[m].mean(), 1e-9))

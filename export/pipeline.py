@@ -154,8 +154,9 @@ def export_model(
         t0 = time.perf_counter()
         lens_input = bool(getattr(generator, "lens_input", False))
         with torch.inference_mode():
-            refs = [generator(torch.from_numpy(s.image), torch.from_numpy(s.depth),
-                              torch.from_numpy(s.lens) if lens_input else None).numpy() for s in parity]
+            # a depth-only generator (the paper's, or any image + depth module) takes two inputs
+            refs = [generator(*(torch.from_numpy(a) for a in s.args()[: 3 if lens_input else 2])).numpy()
+                    for s in parity]
         inputs = [s.args() for s in parity]
         seconds["pytorch_reference"] = round(time.perf_counter() - t0, 1)
 

@@ -11,7 +11,11 @@ The app cannot be built here (no Android SDK), so this test checks the contract 
   that spec; ``check_manifest`` below is an independent Python re-implementation of the checks in
   ``ExportManifest`` (Kotlin);
 * the manifest's declared shapes must be those of the ``.tflite`` files' own tensors, read with the
-  TFLite interpreter.
+  TFLite interpreter;
+* ``AutoFocus.kt``, the app's port of ``training.renderers.lens.auto_focus`` (the lens fed to a
+  lens model), states the same numbers as ``training/renderers/lens.py`` and is what the app calls.
+  Kotlin cannot run here: the port's numerics are checked through its twin
+  ``web_demo/autofocus.js`` in ``tests/test_web.py``.
 
 Mutated manifests prove that each check can fail.
 """
@@ -27,6 +31,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
+from tests.autofocus_constants import python_auto_focus_constants
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -190,6 +196,31 @@ def test_kotlin_reads_the_spec_and_hard_codes_no_tensor(spec):
         literals = set(re.findall(r'"([^"\\$]*)"', kt.read_text()))
         assert not literals & names, f"{kt.name} hard-codes tensor names {literals & names}: read them from ModelSpec"
         assert not any(re.fullmatch(r"[\w.-]+\.tflite", s) for s in literals), f"{kt.name} hard-codes a model file name"
+
+
+
+
+def test_kotlin_auto_focus_constants_are_pythons():
+    """AutoFocus.kt's constants == training/renderers/lens.py's (AUTO_FOCUS_QUANTILE, the 2nd
+    percentile, AUTO_BLUR_FRACTION, AUTO_DOF, the 0.1 floor of the spread, the 1,000,000 sample cap)."""
+    kt = (KOTLIN_DIR / "org/bokehgan/demo/AutoFocus.kt").read_text()
+    assert "training.renderers.lens.auto_focus" in kt, "AutoFocus.kt must name the Python function it mirrors"
+    consts = {m.group(1): float(m.group(2).replace("_", "").rstrip("fF"))
+              for m in re.finditer(r"const val (\w+)\s*=\s*([0-9._]+[fF]?)\s*$", kt, re.M)}
+    py = {k.upper(): v for k, v in python_auto_focus_constants().items()}
+    assert consts == py, f"AutoFocus.kt {consts} != lens.py {py}"
+    # The quantiles are Float (torch computes them in float32 on a float32 tensor).
+    assert re.search(r"const val FOCUS_QUANTILE\s*=\s*[0-9.]+f\b", kt) and re.search(r"const val FAR_QUANTILE\s*=\s*[0-9.]+f\b", kt)
+
+
+def test_app_feeds_auto_focus_with_the_manifest_default_as_fallback():
+    """BokehHelper computes the lens with AutoFocus from the packed depth map and falls back to the
+    manifest's default; the screen names the source of the lens it shows."""
+    helper = (KOTLIN_DIR / "org/bokehgan/demo/BokehHelper.kt").read_text()
+    activity = (KOTLIN_DIR / "org/bokehgan/demo/MainActivity.kt").read_text()
+    assert "AutoFocus.lens(" in helper and "manifest.lensDefault" in helper
+    assert 'AUTO_FOCUS("auto-focus")' in helper and 'MANIFEST_DEFAULT("manifest default")' in helper
+    assert "lens.source.label" in activity and "result.lens" in activity
 
 
 def test_gradle_copy_task_takes_file_names_from_the_spec():

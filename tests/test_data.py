@@ -355,3 +355,39 @@ def test_read_image_rejects_rgba_and_returns_chw(tmp_path):
 def test_layout_files_reports_expected_missing_paths(tmp_path):
     layout = FolderLayout("split", tmp_path / "original", tmp_path / "bokeh", tmp_path / "depth")
     assert layout.files("5") == (tmp_path / "original" / "5.png", tmp_path / "bokeh" / "5.png", tmp_path / "depth" / "5.png")
+
+
+def test_lens_from_file_csv_or_auto_focus_and_cache_returns_the_same_samples(tmp_path):
+    from training.data import BokehPairs, detect_layout
+    from training.renderers.lens import LensParams, auto_focus
+
+    make_split(tmp_path, ["0", "1", "2"])
+    (tmp_path / "lens").mkdir()
+    LensParams(K=12.0, d_f=0.4, dof=0.05).save(tmp_path / "lens" / "0.json")
+    csv = tmp_path / "lens.csv"
+    csv.write_text("id,d_f,K,dof\n1,0.7,20,0.1\n")
+    layout = detect_layout(tmp_path)
+    ds = BokehPairs(layout, ["0", "1", "2"], lens=True, lens_csv=csv)
+    assert ds[0]["lens"].flatten().tolist() == pytest.approx([0.4, 12.0, 0.05])  # lens/<id>.json
+    assert ds[1]["lens"].flatten().tolist() == pytest.approx([0.7, 20.0, 0.1])  # the CSV
+    ref = auto_focus(read_depth(tmp_path / "depth" / "2.png"))  # neither: auto-focus on the full, uncropped map
+    assert ds[2]["lens"].flatten().tolist() == pytest.approx([ref.d_f, ref.K, ref.dof])
+    assert "lens" not in BokehPairs(layout, ["0"])[0]  # the paper's mode reads no lens
+
+    cached = BokehPairs(layout, ["0", "1", "2"], crop_size=None, lens=True, lens_csv=csv, cache=True)
+    for i in range(3):
+        a, b, again = ds[i], cached[i], cached[i]
+        for k in ("image", "target", "lens"):
+            torch.testing.assert_close(a[k], b[k])
+            torch.testing.assert_close(b[k], again[k])
+        torch.testing.assert_close(a["depth"], b["depth"], atol=1e-3, rtol=0)  # float16 in the cache
+
+
+@pytest.mark.parametrize("row", ["1,1.5,20", "1,0.5", "1,0.5,abc", "1,0.5,20,0.9"])
+def test_bad_lens_csv_names_the_file_and_line(tmp_path, row):
+    from training.data import read_lens_csv
+
+    csv = tmp_path / "lens.csv"
+    csv.write_text(f"id,d_f,K\n{row}\n")
+    with pytest.raises(ValueError, match=r"lens.csv:2"):
+        read_lens_csv(csv)

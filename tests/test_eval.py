@@ -177,19 +177,13 @@ def test_renderer_gets_lens_parameters(data, tmp_path, monkeypatch):
             seen.append(lens)
             return image * 0 + disparity.mean()
 
-    class FakeLens:
-        @staticmethod
-        def load(path):
-            return ("file", path.name)
+    import training.renderers as renderers
+    import training.renderers.lens as lens_module
 
-        @staticmethod
-        def for_photo(disparity):
-            return ("photo", tuple(disparity.shape))
-
-    fake = types.ModuleType("training.renderers")
-    fake.get_renderer = lambda name: FakeRenderer()
-    fake.LensParams = FakeLens
-    monkeypatch.setitem(sys.modules, "training.renderers", fake)
+    monkeypatch.setattr(renderers, "get_renderer", lambda name: FakeRenderer())
+    # A scene's lens file when it has one, else the project's one auto-focus on its depth map.
+    monkeypatch.setattr(lens_module.LensParams, "load", staticmethod(lambda path: ("file", path.name)))
+    monkeypatch.setattr(lens_module, "auto_focus", lambda disparity: ("photo", tuple(disparity.shape)))
     (data / "val" / "lens").mkdir()
     (data / "val" / "lens" / "1.json").write_text("{}")
     models = make_model_callables(renderers=["scatter"])

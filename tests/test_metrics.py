@@ -311,3 +311,22 @@ def test_bad_weight_files_are_reported(no_default_weights, tmp_path):
     torch.save(bad, bad_path)
     model, reason = load_lpips(alex_path, bad_path)
     assert model is None and "lin2.model.1.weight" in reason and str(bad_path) in reason
+
+
+def test_detail_kept_on_hand_made_outputs():
+    from eval.metrics import detail_kept
+
+    rng = np.random.default_rng(0)
+    photo = rng.random((40, 50, 3)).astype(np.float32)
+    disparity = np.tile(np.linspace(0, 1, 40, dtype=np.float32)[:, None], (1, 50))  # near at the bottom
+    assert detail_kept(photo, photo, disparity) == pytest.approx((1.0, 1.0))
+    flat = np.full_like(photo, 0.5)
+    assert detail_kept(photo, flat, disparity) == pytest.approx((0.0, 0.0))
+    # Halve the contrast of the far 40 % rows only: background kept 0.5, subject untouched.
+    out = photo.copy()
+    far_rows = disparity[:, 0] <= np.quantile(disparity[:-1, :-1], 0.4) + 1e-6
+    out[far_rows] = 0.5 + 0.5 * (photo[far_rows] - 0.5)
+    bg, fg = detail_kept(photo, out, disparity)
+    assert fg == pytest.approx(1.0) and bg == pytest.approx(0.5, abs=0.02)
+    with pytest.raises(ValueError, match="share"):
+        detail_kept(photo, photo[:-1], disparity)

@@ -7,15 +7,19 @@ browser and the reference sees exactly the pixels the page decoded:
 
 * ``tiny``: the real exporter (``python -m export``) on a tiny random NAFNet, fp32 and fp16;
 * ``tiny_lens``: the same on a lens-conditioned NAFNet (third input ``lens`` = (d_f, K, dof));
-  the page feeds the manifest's default lens and must match the interpreter given that lens;
+  the page feeds the project's auto-focus (``web_demo/autofocus.js``, a port of
+  ``training.renderers.lens.auto_focus``) computed on the depth map it fed, which must equal the
+  Python function's lens, and its output must match the interpreter given the lens the page reports;
 * ``fixture``: ``web_demo/fixture_model.py`` (a TF-built depth-weighted blur with the same
   interface, manifest written by the exporter's own ``export.manifest``), whose output looks like
   bokeh: it makes the README screenshot.
 
 The pre-processing is checked on its own too: the float inputs the page fed must equal the PNG
-values read with Pillow. The browser tests need Debian's ``chromium``, ``node`` and
-``web_demo/node_modules`` (``bash web_demo/setup.sh`` installs them) and are skipped with that
-message otherwise; the tests of ``serve.py``'s default URLs need none of them. Set
+values read with Pillow. The auto-focus module is also run under node on maps the samples do not
+cover (flat, one pixel, out of [0, 1], over 1,000,000 values). The browser tests need Debian's
+``chromium``, ``node`` and ``web_demo/node_modules`` (``bash web_demo/setup.sh`` installs them) and
+are skipped with that message otherwise; the node test needs only ``node``; the tests of
+``serve.py``'s default URLs and of the auto-focus constants need none of them. Set
 ``BOKEH_WEB_SCREENSHOT=docs/web_demo.png`` to refresh the README's screenshot.
 """
 
@@ -24,6 +28,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -32,6 +37,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+
+from tests.autofocus_constants import python_auto_focus_constants
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -50,8 +57,12 @@ _missing = [
     ) if not ok
 ]
 needs_browser = pytest.mark.skipif(bool(_missing), reason=f"missing {', '.join(_missing)}: {SETUP_HINT}")
+needs_node = pytest.mark.skipif(NODE is None, reason=f"missing node: {SETUP_HINT}")
 
 PSNR_MIN_DB = 40.0
+# The page's auto-focus against training.renderers.lens.auto_focus (the page feeds float32).
+AF_ABS_TOL = 1e-4   # d_f and dof
+AF_K_REL_TOL = 1e-3
 SAMPLE = "1"  # the person-like figure: the screenshot in web_demo/README.md
 PAGE_TIMEOUT_S = 90
 
@@ -124,7 +135,8 @@ def _decode(b64: str, dtype) -> np.ndarray:
     return np.frombuffer(base64.b64decode(b64), dtype=dtype)
 
 
-def run_page(base: str, query: str, tmp_path: Path, screenshot: Path | None = None, bench: bool = False) -> dict:
+def run_page(base: str, query: str, tmp_path: Path, screenshot: Path | None = None, bench: bool = False,
+             ready_only: bool = False) -> dict:
     out = tmp_path / "result.json"
     cmd = [NODE, str(WEB / "e2e.mjs"), "--url", f"{base}/web_demo/index.html?{query}",
            "--out", str(out), "--timeout", str(PAGE_TIMEOUT_S), "--chromium", CHROMIUM]
@@ -132,6 +144,8 @@ def run_page(base: str, query: str, tmp_path: Path, screenshot: Path | None = No
         cmd += ["--screenshot", str(screenshot)]
     if bench:
         cmd.append("--bench")
+    if ready_only:  # compile the model, run nothing: the model panel before any input
+        cmd.append("--ready-only")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PAGE_TIMEOUT_S + 60, cwd=REPO)
     if not out.exists():
         pytest.fail(f"e2e.mjs wrote no result (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -149,10 +163,28 @@ def _sample_inputs(samples: dict, sample_id: str) -> tuple[np.ndarray, np.ndarra
     return image[None], depth[None]
 
 
-def _lens_inputs(manifest: dict) -> dict[str, np.ndarray]:
-    """The manifest's default lens in its own shape, as the page feeds it; {} for a depth-only model."""
-    lens = next((t for t in manifest["inputs"] if t["name"] == "lens"), None)
-    return {} if lens is None else {"lens": np.array(lens["default"], np.float32).reshape(lens["shape"])}
+def _lens_spec(manifest: dict) -> dict | None:
+    return next((t for t in manifest["inputs"] if t["name"] == "lens"), None)
+
+
+def _page_lens_inputs(manifest: dict, r: dict) -> dict[str, np.ndarray]:
+    """The lens the page reports having fed, in the manifest's shape; {} for a depth-only model."""
+    spec = _lens_spec(manifest)
+    if spec is None:
+        return {}
+    assert r["lens"] is not None and len(r["lens"]) == 3, r["lens"]
+    return {"lens": np.array(r["lens"], np.float32).reshape(spec["shape"])}
+
+
+def assert_lens_matches_python(page_lens, depth_hw: np.ndarray, where: str) -> None:
+    """(d_f, K, dof) from the page (or the JS module) == training.renderers.lens.auto_focus(depth)."""
+    from training.renderers.lens import auto_focus
+
+    ref = auto_focus(np.array(depth_hw, np.float32))  # a copy: frombuffer arrays are read-only
+    d_f, k, dof = (float(v) for v in page_lens)
+    assert abs(d_f - ref.d_f) <= AF_ABS_TOL, f"{where}: d_f {d_f} vs Python {ref.d_f}"
+    assert abs(dof - ref.dof) <= AF_ABS_TOL, f"{where}: dof {dof} vs Python {ref.dof}"
+    assert abs(k - ref.K) <= AF_K_REL_TOL * abs(ref.K), f"{where}: K {k} vs Python {ref.K}"
 
 
 # precision None: no ?precision= in the URL, the page must pick fp16 over the fp32 listed first.
@@ -181,15 +213,18 @@ def test_page_output_matches_tflite_interpreter(model, precision, server, models
     np.testing.assert_allclose(page_image, image, atol=1e-6)
     np.testing.assert_allclose(page_depth, depth, atol=1e-6)
 
-    # A lens model is fed the manifest's default lens, and the page says which; a depth-only one none.
+    # A lens model is fed the auto-focus of the depth it was fed, and the page says so (values and
+    # source); a depth-only model none. The interpreter below gets the lens the page reports.
     manifest = json.loads((models_dir / model / "manifest.json").read_text())
-    lens = _lens_inputs(manifest)
+    lens = _page_lens_inputs(manifest, r)
     if lens:
-        np.testing.assert_array_equal(np.float32(r["lens"]), lens["lens"].ravel())
+        assert r["lens_source"] == "auto-focus", r["lens_source"]
+        assert_lens_matches_python(r["lens"], page_depth[0, ..., 0], f"{model} sample {SAMPLE}")
         d_f, k, dof = lens["lens"].ravel()
-        assert f"d_f {d_f:.2f} · K {k:.1f} px · dof {dof:.2f}" in r["facts"], r["facts"]
+        assert f"d_f {d_f:.2f} · K {k:.1f} px · dof {dof:.2f} (auto-focus)" in r["facts"], r["facts"]
     else:
-        assert r["lens"] is None and "none (depth-only model)" in r["facts"], r["facts"]
+        assert r["lens"] is None and r["lens_source"] is None, (r["lens"], r["lens_source"])
+        assert "none (depth-only model)" in r["facts"], r["facts"]
 
     # Inference: LiteRT.js (WASM, XNNPACK) vs the Python TFLite interpreter on the same file and lens.
     model_file = models_dir / model / f"bokeh_{precision}.tflite"
@@ -199,8 +234,10 @@ def test_page_output_matches_tflite_interpreter(model, precision, server, models
     assert psnr(page01, ref01) >= PSNR_MIN_DB, f"page vs interpreter: {psnr(page01, ref01):.1f} dB"
     # The comparison means something only if the model changed the photo noticeably.
     assert psnr(ref01, image) < 35.0, "model output is (nearly) the input; the test would prove nothing"
-    if lens:  # ... and only if another lens would have given another picture
-        other = np.array([1.0 - d_f, k, dof], np.float32).reshape(lens["lens"].shape)
+    if lens:  # ... and only if another focus would have given another picture: the far end of the
+        # disparity range from d_f (the tiny random model reacts weakly to the lens; 1 - d_f is too
+        # close to the auto-focus of sample 1, 0.73, to move the output by more than the tolerance)
+        other = np.array([0.0 if d_f >= 0.5 else 1.0, k, dof], np.float32).reshape(lens["lens"].shape)
         ref_other = run_tflite(model_file, {"image": image, "depth": depth, "lens": other})["bokeh"]
         assert psnr(np.clip(ref_other, 0, 1), ref01) < PSNR_MIN_DB, "the lens barely changes the output"
 
@@ -223,6 +260,35 @@ def test_page_output_matches_tflite_interpreter(model, precision, server, models
         Image.open(shot).convert("RGB").save(tmp, format="PNG", optimize=True)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dst)
+
+
+@needs_browser
+def test_page_auto_focus_matches_python(server, models_dir, samples, tmp_path):
+    """The lens the page computes from the depth map it fed == training.renderers.lens.auto_focus
+    on that same map (another sample than the parity test's), not the manifest's default."""
+    sample = "2"
+    r = run_page(server, f"model=tiny_lens&accelerator=wasm&sample={sample}", tmp_path)
+    assert r["ok"], f"page failed: {r['error']}\n" + "\n".join(r.get("console", []))
+    h, w = samples["size"]
+    page_depth = _decode(r["depth_b64"], np.float32).reshape(h, w)  # [1, H, W, 1]: row-major H x W
+    _, png_depth = _sample_inputs(samples, sample)
+    np.testing.assert_allclose(page_depth, png_depth[0, ..., 0], atol=1e-6)
+    assert r["lens_source"] == "auto-focus", r["lens_source"]
+    assert_lens_matches_python(r["lens"], page_depth, f"page, sample {sample}")
+    default = _lens_spec(json.loads((models_dir / "tiny_lens" / "manifest.json").read_text()))["default"]
+    assert not np.allclose(r["lens"], default, atol=1e-3), "auto-focus gave the default: the test proves nothing"
+    d_f, k, dof = np.float32(r["lens"])
+    assert f"d_f {d_f:.2f} · K {k:.1f} px · dof {dof:.2f} (auto-focus)" in r["facts"], r["facts"]
+
+
+@needs_browser
+def test_page_shows_manifest_default_until_a_depth_map(server, models_dir, tmp_path):
+    """No depth map yet: the lens the page would feed is the manifest's default, and it says so."""
+    r = run_page(server, "model=tiny_lens&accelerator=wasm", tmp_path, ready_only=True)
+    assert r["ok"] and r["error"] is None, f"page failed: {r['error']}\n" + "\n".join(r.get("console", []))
+    d_f, k, dof = _lens_spec(json.loads((models_dir / "tiny_lens" / "manifest.json").read_text()))["default"]
+    line = f"d_f {d_f:.2f} · K {k:.1f} px · dof {dof:.2f} (manifest default, until a depth map is loaded)"
+    assert line in r["facts"], r["facts"]
 
 
 @needs_browser
@@ -263,6 +329,74 @@ def test_page_runs_nchw_export(server, models_dir, samples, tmp_path):
     h, w = samples["size"]
     shown = _decode(r["after_rgba_b64"], np.uint8).reshape(h, w, 4)[..., :3].astype(np.float32) / 255.0
     assert psnr(shown, np.clip(ref[0].transpose(1, 2, 0), 0, 1)) >= PSNR_MIN_DB
+
+
+# ------------------------------------------------------------------ web_demo/autofocus.js (node, no browser)
+
+AUTOFOCUS_JS = WEB / "autofocus.js"
+
+# Reads a JSON list of {path, width} (raw little-endian float32 maps), prints [[d_f, K, dof], ...].
+_NODE_AUTOFOCUS = """
+import {readFileSync} from 'node:fs';
+const {autoFocus} = await import(process.argv[1]);
+const jobs = JSON.parse(readFileSync(process.argv[2], 'utf8'));
+const out = jobs.map(({path, width}) => {
+  const b = readFileSync(path);
+  return autoFocus(new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4), width);
+});
+process.stdout.write(JSON.stringify(out));
+"""
+
+
+def _auto_focus_maps(samples: dict) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(3)
+    maps = {f"sample {s['id']}": _sample_inputs(samples, s["id"])[1][0, ..., 0] for s in samples["samples"]}
+    maps["uniform 37x53"] = rng.random((37, 53), dtype=np.float32)
+    maps["flat 0.5"] = np.full((16, 24), 0.5, np.float32)  # K hits the max(..., 0.1) floor
+    maps["one pixel"] = np.array([[0.3]], np.float32)
+    maps["out of [0, 1]"] = rng.uniform(-0.5, 1.5, (20, 30)).astype(np.float32)  # d_f, d_far clamped
+    maps["exactly 1,000,000"] = rng.beta(2, 5, (1000, 1000)).astype(np.float32)  # no stride yet
+    # Over 1,000,000 values Python samples flat[::n // 1_000_000 + 1]: the values it skips are set
+    # apart (all near, all far) so that a port without the stride, or with another, gets another lens.
+    strided = rng.beta(5, 2, 1000 * 1001).astype(np.float32)
+    strided[1::2] = 0.99  # stride 2
+    maps["1000x1001 (strided)"] = strided.reshape(1000, 1001)
+    strided = rng.random(2001 * 1000, dtype=np.float32) ** 3
+    strided[(np.arange(strided.size) % 3) != 0] = 0.0  # stride 3
+    maps["2001x1000 (strided)"] = strided.reshape(2001, 1000)
+    return maps
+
+
+@needs_node
+def test_auto_focus_module_matches_python(samples, tmp_path):
+    """web_demo/autofocus.js (run by node) == training.renderers.lens.auto_focus, map by map."""
+    maps = _auto_focus_maps(samples)
+    jobs = []
+    for i, (name, d) in enumerate(maps.items()):
+        path = tmp_path / f"map{i}.f32"
+        path.write_bytes(np.ascontiguousarray(d, "<f4").tobytes())
+        jobs.append({"path": str(path), "width": int(d.shape[1])})
+    (tmp_path / "jobs.json").write_text(json.dumps(jobs))
+    proc = subprocess.run([NODE, "--input-type=module", "-e", _NODE_AUTOFOCUS, AUTOFOCUS_JS.as_uri(),
+                           str(tmp_path / "jobs.json")], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    lenses = json.loads(proc.stdout)
+    assert len(lenses) == len(maps)
+    for (name, d), lens in zip(maps.items(), lenses):
+        assert_lens_matches_python(lens, d, name)
+
+
+
+
+def test_auto_focus_module_constants_are_pythons():
+    """autofocus.js states the same numbers as training/renderers/lens.py (needs no node)."""
+    js = {m.group(1): float(m.group(2).replace("_", "")) for m in
+          re.finditer(r"export const (AUTO_\w+) = ([0-9._]+);", AUTOFOCUS_JS.read_text())}
+    py = python_auto_focus_constants()
+    assert js == {"AUTO_FOCUS_QUANTILE": py["focus_quantile"], "AUTO_FAR_QUANTILE": py["far_quantile"],
+                  "AUTO_BLUR_FRACTION": py["blur_fraction"], "AUTO_DOF": py["dof"],
+                  "AUTO_MIN_SPREAD": py["min_spread"], "AUTO_MAX_SAMPLES": py["max_samples"]}
+    assert "training.renderers.lens.auto_focus" in AUTOFOCUS_JS.read_text()
 
 
 # ------------------------------------------------------------------ serve.py's default URLs (no browser)

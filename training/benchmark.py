@@ -269,7 +269,7 @@ def _one_id_val_list(root: Path, tmp: Path) -> str:
 
 def make_datamodule(
     root: str | os.PathLike, crop: int, batch_size: int, num_workers: int, tmp: Path, seed: int = 0,
-    lens: bool = False, cache: bool = False,
+    lens: bool = False, cache: bool = False, max_train_samples: int | None = None,
 ) -> L.LightningDataModule:
     """``BokehDataModule`` on ``root`` as training uses it (random crops, flips, pinned memory)."""
     from training.data import BokehDataModule  # noqa: PLC0415
@@ -284,7 +284,7 @@ def make_datamodule(
     val_split = "auto" if has_splits else _one_id_val_list(root, tmp)
     return BokehDataModule(
         str(root), val_split=val_split, crop_size=crop, batch_size=batch_size, num_workers=num_workers, seed=seed,
-        lens=lens, cache=cache,
+        lens=lens, cache=cache, max_train_samples=max_train_samples,
     )
 
 
@@ -402,6 +402,7 @@ def run_stage(
     tmp: Path | None = None,
     lens: bool = False,
     cache: bool = False,
+    max_train_samples: int | None = None,
 ) -> StageResult:
     """Run ``warmup + steps`` real training batches of one stage and time them.
 
@@ -439,7 +440,8 @@ def run_stage(
             dm: L.LightningDataModule = InMemoryDataModule(needed, batch_size, crop, seed)
             per_epoch = needed
         else:
-            dm = make_datamodule(data, crop, batch_size, num_workers, tmp, seed, lens=lens, cache=cache)
+            dm = make_datamodule(data, crop, batch_size, num_workers, tmp, seed, lens=lens, cache=cache,
+                                 max_train_samples=max_train_samples)
             dm.setup("fit")
             per_epoch = len(dm.train_set) // batch_size  # drop_last=True
             if per_epoch < 1:
@@ -844,6 +846,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument("--lens", action="store_true", help="the lens-conditioned generator (needs --data DIR)")
     p.add_argument("--cache", action="store_true", help="BokehDataModule's in-memory cache of decoded samples")
+    p.add_argument("--max-train-samples", type=int, default=None,
+                   help="use the first N training pairs only: with --cache and N <= warm-up images, the measured "
+                        "batches read the cache, as every epoch after the first of a real run does")
     p.add_argument("--compare-cpu-recipe", action="store_true",
                    help="run each stage twice, eager fp32 and training/configs/cpu_fast.yaml (bf16 autocast, "
                         "channels_last, torch.compile, cache), and print the speed-up")
@@ -927,6 +932,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                         steps=args.steps, warmup=args.warmup, data=args.data, num_workers=args.num_workers[0],
                         vgg=args.vgg, accelerator=args.accelerator, cudnn_benchmark=args.cudnn_benchmark,
                         cpu_threads=args.cpu_threads, seed=args.seed, tmp=Path(tmp), lens=args.lens, cache=cache,
+                        max_train_samples=args.max_train_samples,
                     ))  # fmt: skip
         print(f"`{command}`\n\n{stage_table(results)}")
         if args.compare_cpu_recipe:

@@ -1,11 +1,15 @@
 // Drive the demo page in Debian's headless Chromium (no browser download) and dump what it did.
 //
 //   node web_demo/e2e.mjs --url 'http://127.0.0.1:8000/web_demo/index.html?model=fixture&sample=0' \
-//        [--out result.json] [--screenshot page.png] [--timeout 90] [--bench]
+//        [--out result.json] [--screenshot page.png] [--timeout 90] [--bench] [--ready-only]
+//
+// --ready-only: wait until the model is compiled, run nothing, and dump {ok, error, facts} (what
+// the model panel shows before any input, e.g. the manifest's default lens).
 //
 // Prints (or writes to --out) one JSON object: {ok, error, accelerator, threads, timings, shapes,
 // output_b64 (float32 model output), image_b64 / depth_b64 (the float32 inputs the page fed),
 // lens (the 3 lens values fed to a lens-conditioned model, null for a depth-only one),
+// lens_source ('auto-focus' or 'manifest default', which of the two the page fed; null without lens),
 // after_rgba_b64 (the "after" canvas' RGBA bytes), console (browser log lines)}.
 // tests/test_web.py runs it and compares the output with the Python TFLite interpreter.
 
@@ -22,6 +26,7 @@ const {values: args} = parseArgs({
     screenshot: {type: 'string'},
     timeout: {type: 'string', default: '90'},
     bench: {type: 'boolean', default: false},
+    'ready-only': {type: 'boolean', default: false},
     chromium: {type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium'},
   },
 });
@@ -62,37 +67,51 @@ try {
   page.on('pageerror', (e) => log.push(`[pageerror] ${e.message}`));
   page.on('requestfailed', (r) => log.push(`[requestfailed] ${r.url()} ${r.failure()?.errorText}`));
   await page.goto(args.url, {waitUntil: 'load', timeout: timeoutMs});
-  await page.waitForFunction(() => window.__bokehResult || window.__bokehError, null,
-                             {timeout: timeoutMs, polling: 100});
-  if (args.bench) {
-    await page.evaluate(() => window.__bokeh.benchmark());
-  }
-  result = await page.evaluate(() => {
-    const b64 = (typed) => {
-      const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
-      let s = '';
-      for (let i = 0; i < bytes.length; i += 0x8000) {
-        s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+  if (args['ready-only']) {
+    await page.waitForFunction(() => window.__bokeh, null, {timeout: timeoutMs, polling: 100});
+    result = await page.evaluate(async () => {
+      try {
+        await window.__bokeh.ready;
+      } catch (e) {
+        return {ok: false, error: String(e?.message ?? e)};
       }
-      return btoa(s);
-    };
-    const r = window.__bokehResult;
-    if (!r) return {ok: false, error: window.__bokehError ?? 'no result'};
-    const after = document.getElementById('after');
-    const rgba = after.getContext('2d').getImageData(0, 0, after.width, after.height).data;
-    return {
-      ok: true, error: window.__bokehError ?? null,
-      model: r.model, precision: r.precision, accelerator: r.accelerator, threads: r.threads,
-      crossOriginIsolated: self.crossOriginIsolated,
-      timings: r.timings, benchmark: window.__bokehBenchmark ?? null,
-      layout: r.layout, output_shape: r.outputShape,
-      after_size: [after.height, after.width],
-      facts: document.getElementById('model-facts').innerText,  // the model panel as shown
-      output_b64: b64(r.output), image_b64: b64(r.image), depth_b64: b64(r.depth),
-      lens: r.lens ? Array.from(r.lens) : null,  // (d_f, K, dof) fed to a lens model, else null
-      after_rgba_b64: b64(rgba),
-    };
-  });
+      return {ok: true, error: window.__bokehError ?? null,
+              facts: document.getElementById('model-facts').innerText};
+    });
+  } else {
+    await page.waitForFunction(() => window.__bokehResult || window.__bokehError, null,
+                               {timeout: timeoutMs, polling: 100});
+    if (args.bench) {
+      await page.evaluate(() => window.__bokeh.benchmark());
+    }
+    result = await page.evaluate(() => {
+      const b64 = (typed) => {
+        const bytes = new Uint8Array(typed.buffer, typed.byteOffset, typed.byteLength);
+        let s = '';
+        for (let i = 0; i < bytes.length; i += 0x8000) {
+          s += String.fromCharCode.apply(null, bytes.subarray(i, i + 0x8000));
+        }
+        return btoa(s);
+      };
+      const r = window.__bokehResult;
+      if (!r) return {ok: false, error: window.__bokehError ?? 'no result'};
+      const after = document.getElementById('after');
+      const rgba = after.getContext('2d').getImageData(0, 0, after.width, after.height).data;
+      return {
+        ok: true, error: window.__bokehError ?? null,
+        model: r.model, precision: r.precision, accelerator: r.accelerator, threads: r.threads,
+        crossOriginIsolated: self.crossOriginIsolated,
+        timings: r.timings, benchmark: window.__bokehBenchmark ?? null,
+        layout: r.layout, output_shape: r.outputShape,
+        after_size: [after.height, after.width],
+        facts: document.getElementById('model-facts').innerText,  // the model panel as shown
+        output_b64: b64(r.output), image_b64: b64(r.image), depth_b64: b64(r.depth),
+        lens: r.lens ? Array.from(r.lens) : null,  // (d_f, K, dof) fed to a lens model, else null
+        lens_source: r.lensSource ?? null,  // 'auto-focus' or 'manifest default'; null for a depth-only model
+        after_rgba_b64: b64(rgba),
+      };
+    });
+  }
   if (args.screenshot) {
     await page.screenshot({path: args.screenshot, fullPage: true});
   }

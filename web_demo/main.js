@@ -8,16 +8,20 @@
 //   ./node_modules/@litertjs/core/wasm/                                     (LiteRT.js runtime)
 //   ./samples/index.json, ./samples/{original,depth}/<id>.png               (bundled samples)
 //
-// A lens-conditioned export has a third input, `lens` = (d_f, K, dof): the page feeds the
-// manifest's `default` and shows it (tap-to-focus and sliders are not built yet).
+// A lens-conditioned export has a third input, `lens` = (d_f, K, dof): the page computes it with
+// the project's auto-focus (autofocus.js, a port of training.renderers.lens.auto_focus) from the
+// depth map it feeds, and falls back to the manifest's `default` when there is no depth map; it
+// shows which one it used (tap-to-focus and sliders are not built yet).
 //
 // For tests and scripts the page publishes its state on window:
 //   window.__bokeh.ready       Promise, resolves once the model is compiled
 //   window.__bokeh.runSample   (id) => Promise<result>
-//   window.__bokehResult       last result: raw float output and the exact inputs fed to the model
+//   window.__bokehResult       last result: raw float output and the exact inputs fed to the model,
+//                              lens and lensSource ('auto-focus' | 'manifest default') for a lens model
 //   window.__bokehError        message of the last failure
 
 import {getDefaultEnvironment, loadAndCompile, loadLiteRt, supportsFeature, Tensor} from '@litertjs/core';
+import {autoFocus} from './autofocus.js';
 
 const WASM_DIR = new URL('./node_modules/@litertjs/core/wasm/', import.meta.url).href;
 const MODELS_URL = new URL('../tflite_models/', import.meta.url);
@@ -26,6 +30,8 @@ const EXPECTED_INPUTS = ['image', 'depth'];
 const EXPECTED_OUTPUT = 'bokeh';
 const LENS_INPUT = 'lens';            // optional third input of a lens-conditioned export
 const LENS_VALUES = ['d_f', 'K', 'dof'];
+const LENS_AUTO = 'auto-focus';            // lens source: autoFocus() on the depth map fed
+const LENS_DEFAULT = 'manifest default';   // lens source: manifest inputs[lens].default (no depth map)
 // A shipped model may have no fp32 file: without ?precision= the page takes fp16 when the
 // manifest has it (the phone-sized default), else the first variant the manifest lists.
 const PREFERRED_PRECISION = 'fp16';
@@ -200,14 +206,15 @@ function showFacts(accelerator) {
     model: m.name,
     precision: `${state.precision} (${(s.variant.size_bytes / 1024).toFixed(0)} KiB)`,
     input: `${s.height}×${s.width} ${s.image.layout}`,
-    lens: s.lens ? `${lensText(s.lens.default)} (manifest default)` : 'none (depth-only model)',
+    lens: s.lens ? `${lensText(s.lens.default)} (${LENS_DEFAULT}, until a depth map is loaded)`
+                 : 'none (depth-only model)',
     accelerator: accelerator + (accelerator === 'wasm' ? (state.threads ? ', threads' : ', 1 thread') : ''),
     converter: m.converter ?? '?',
     'GPU-compatible': String(s.variant.gpu_compatible ?? '?'),
   };
   $('model-facts').replaceChildren(...Object.entries(facts).flatMap(([k, v]) => {
     const dt = document.createElement('dt'); dt.textContent = k;
-    const dd = document.createElement('dd'); dd.textContent = v;
+    const dd = document.createElement('dd'); dd.textContent = v; dd.dataset.fact = k;
     return [dt, dd];
   }));
 }
@@ -215,6 +222,12 @@ function showFacts(accelerator) {
 /** "d_f 0.80 · K 35.8 px · dof 0.10": the lens values as fed, for the page and its latency panel. */
 function lensText([dF, k, dof]) {
   return `d_f ${dF.toFixed(2)} · K ${k.toFixed(1)} px · dof ${dof.toFixed(2)}`;
+}
+
+/** The model panel's lens line: the lens last fed and where it came from. */
+function showLens(lens) {
+  const dd = document.querySelector('#model-facts dd[data-fact="lens"]');
+  if (dd && lens) dd.textContent = `${lensText(lens.values)} (${lens.source})`;
 }
 
 // ---------------------------------------------------------------- pixels <-> tensors
@@ -269,10 +282,20 @@ function paint(canvas, rgba, width, height) {
 
 // ---------------------------------------------------------------- inference
 
-/** The lens tensor's data: the manifest's default (d_f, K, dof); null for a depth-only model. */
-function lensData() {
+/**
+ * The lens a lens model is fed, {values: Float32Array (d_f, K, dof), source}: the project's
+ * auto-focus on `depthData`, the depth tensor exactly as fed (model size, after crop and resize;
+ * one channel, so NHWC and NCHW are both row-major H×W), or the manifest's default when there is
+ * no depth map. null for a depth-only model.
+ */
+function lensFor(depthData) {
+  const s = state.spec;
+  if (!s.lens) return null;
   // [1, 1, 1, 3] (NHWC) and [1, 3, 1, 1] (NCHW) hold the 3 values in the same memory order.
-  return state.spec.lens ? Float32Array.from(state.spec.lens.default) : null;
+  if (!depthData || depthData.length === 0) {
+    return {values: Float32Array.from(s.lens.default), source: LENS_DEFAULT};
+  }
+  return {values: Float32Array.from(autoFocus(depthData, s.width)), source: LENS_AUTO};
 }
 
 async function infer(model, imageData, depthData, lens) {
@@ -308,9 +331,9 @@ async function render() {
   const depthRgba = fitted(state.inputs.depth, s.width, s.height);
   const imageData = pack(imageRgba, s.image, 3);
   const depthData = pack(depthRgba, s.depth, 1);
-  const lens = lensData();
+  const lens = lensFor(depthData);
   const t1 = performance.now();
-  const output = await infer(model, imageData, depthData, lens);
+  const output = await infer(model, imageData, depthData, lens?.values);
   const t2 = performance.now();
   const outRgba = unpack(output, s.output);
   paint($('before'), imageRgba, s.width, s.height);
@@ -322,7 +345,7 @@ async function render() {
   $('latency').textContent =
       `${state.inputs.label}\n${accelerator}${accelerator === 'wasm' && state.threads ? ' (threads)' : ''}, ` +
       `${s.height}×${s.width}, ${state.precision}\n` +
-      (lens ? `lens ${lensText(lens)}\n` : '') +
+      (lens ? `lens ${lensText(lens.values)} (${lens.source})\n` : '') +
       `pre-process  ${timings.preprocess_ms.toFixed(1)} ms\n` +
       `inference    ${timings.inference_ms.toFixed(1)} ms\n` +
       `post-process ${timings.postprocess_ms.toFixed(1)} ms\n` +
@@ -330,8 +353,10 @@ async function render() {
   const result = {
     ok: true, model: state.manifest.name, precision: state.precision, accelerator, threads: state.threads,
     label: state.inputs.label, layout: s.output.layout, outputShape: s.output.shape,
-    output, image: imageData, depth: depthData, lens, timings,
+    output, image: imageData, depth: depthData, lens: lens?.values ?? null, lensSource: lens?.source ?? null,
+    timings,
   };
+  showLens(lens);
   window.__bokehResult = result;
   $('run').disabled = false;
   $('bench').disabled = false;
@@ -344,7 +369,7 @@ async function benchmark() {
   const model = await compiledFor(accelerator);
   const imageData = pack(fitted(state.inputs.image, s.width, s.height), s.image, 3);
   const depthData = pack(fitted(state.inputs.depth, s.width, s.height), s.depth, 1);
-  const lens = lensData();
+  const lens = lensFor(depthData)?.values;  // the lens render() fed for this input
   const times = [];
   for (let i = 0; i < BENCH_WARMUP + BENCH_RUNS; i++) {
     const t0 = performance.now();

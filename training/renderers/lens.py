@@ -50,6 +50,11 @@ APERTURES = ("disk", "polygon")
 AUTO_FOCUS_QUANTILE = 0.9
 AUTO_BLUR_FRACTION = 0.0163
 AUTO_DOF = 0.1  # the sharp band of auto_focus, in disparity (see the module docstring)
+AUTO_FAR_QUANTILE = 0.02  # "the farthest surface", ignoring a few far outliers
+AUTO_MIN_SPREAD = 0.1  # floor of d_f - d_far - dof: a flat map keeps a finite, modest K
+QUANTILE_MAX_SAMPLES = 1_000_000  # torch.quantile's input-size limit: larger maps are sampled with a stride
+# The demos port auto_focus (web_demo/autofocus.js, android_demo/.../AutoFocus.kt): tests check
+# their constants against these.
 # The focal disparity of the exported lens models' default lens (default_lens), where a photo's
 # subject typically lies in a min-max normalised monocular depth map.
 DEFAULT_FOCUS_DISPARITY = 0.8
@@ -185,12 +190,12 @@ class LensParams:
             raise ValueError("for_photo: disparity contains NaN or inf")
         width = d.shape[-1]
         flat = d.flatten()
-        if flat.numel() > 1_000_000:  # quantile() has an input-size limit; a strided sample is as good
-            flat = flat[:: flat.numel() // 1_000_000 + 1]
+        if flat.numel() > QUANTILE_MAX_SAMPLES:  # a strided sample is as good
+            flat = flat[:: flat.numel() // QUANTILE_MAX_SAMPLES + 1]
         d_f = float(torch.quantile(flat, focus_quantile).clamp(0.0, 1.0))
-        d_far = float(torch.quantile(flat, 0.02).clamp(0.0, 1.0))
+        d_far = float(torch.quantile(flat, AUTO_FAR_QUANTILE).clamp(0.0, 1.0))
         # a flat (or nearly flat) map has no background to blur: keep K finite and modest
-        K = max_blur_fraction * width / max(d_f - d_far - dof, 0.1)
+        K = max_blur_fraction * width / max(d_f - d_far - dof, AUTO_MIN_SPREAD)
         return cls(K=float(K), d_f=d_f, gamma=gamma, aperture=aperture, blades=blades, rotation=rotation, dof=dof)
 
 

@@ -21,8 +21,10 @@ import java.nio.ByteBuffer
  * Nothing about the model is hard-coded: input size, tensor names, layout and value ranges come
  * from the bundled `manifest.json`, checked against `model_spec.json` ([ModelSpec]).
  *
- * A lens-conditioned export has a third input, `lens` = (d_f, K, dof); it is fed the manifest's
- * default ([lens]). A depth-only export (the paper's) gets image and depth only.
+ * A lens-conditioned export has a third input, `lens` = (d_f, K, dof); every render computes it
+ * with the project's auto-focus ([AutoFocus], a port of `training.renderers.lens.auto_focus`) from
+ * the depth map as fed, and [lensFor] falls back to the manifest's default without a depth map
+ * ([Result.lens] says which was used). A depth-only export (the paper's) gets image and depth only.
  *
  * Threading: create, use and clean up an instance on ONE thread. The GPU delegate binds its
  * OpenCL/OpenGL context to the thread that created it; calls from another thread fail or hang.
@@ -46,6 +48,15 @@ class BokehHelper(
         val totalMs: Double get() = preprocessMs + inferenceMs + postprocessMs
     }
 
+    /** Where the lens fed to a lens model came from. */
+    enum class LensSource(val label: String) {
+        AUTO_FOCUS("auto-focus"),
+        MANIFEST_DEFAULT("manifest default"),
+    }
+
+    /** The lens fed to a lens-conditioned model: (d_f, K, dof) and its source. */
+    class Lens(val values: FloatArray, val source: LensSource)
+
     class Result(
         /** The photo and depth map as the model saw them (cropped and resized to its input size). */
         val input: Bitmap,
@@ -54,6 +65,8 @@ class BokehHelper(
         /** Raw model output, NHWC float32, for comparing accelerators. */
         val output: FloatArray,
         val timings: Timings,
+        /** The lens this render fed; null for a depth-only model. */
+        val lens: Lens?,
     )
 
     data class Benchmark(
@@ -73,8 +86,8 @@ class BokehHelper(
     val precision: String = precision ?: manifest.bundledPrecisions.first()
     val height: Int get() = manifest.height
     val width: Int get() = manifest.width
-    /** (d_f, K, dof) fed with every image, or null for a depth-only model. */
-    val lens: FloatArray? get() = manifest.lensDefault
+    /** The manifest's default (d_f, K, dof), fed when there is no depth map; null for a depth-only model. */
+    val defaultLens: FloatArray? get() = manifest.lensDefault
 
     private var interpreter: Interpreter? = null
     private var gpuDelegate: GpuDelegate? = null
@@ -85,10 +98,9 @@ class BokehHelper(
     private val imageBuffer: ByteBuffer = ImageOps.floatBuffer(height * width * spec.image.channels)
     private val depthBuffer: ByteBuffer = ImageOps.floatBuffer(height * width * spec.depth.channels)
     private val outputBuffer: ByteBuffer = ImageOps.floatBuffer(height * width * spec.output.channels)
-    // The lens does not change between renders: packed once (3 floats; same order NHWC or NCHW).
-    private val lensBuffer: ByteBuffer? = manifest.lensDefault?.let { values ->
-        ImageOps.floatBuffer(values.size).apply { values.forEach { putFloat(it) }; rewind() }
-    }
+    // 3 floats (same order NHWC or NCHW), refilled by each preprocess() with that input's lens.
+    private val lensBuffer: ByteBuffer? = manifest.lensDefault?.let { ImageOps.floatBuffer(it.size) }
+    private val packedDepth = FloatArray(height * width * spec.depth.channels)  // auto-focus reads it
 
     init {
         require(this.precision in manifest.bundledPrecisions) {
@@ -176,13 +188,34 @@ class BokehHelper(
             ?: throw IllegalStateException("${spec.modelFile(precision)}: no tensor named \"$name\"")
     }
 
-    /** Crop/resize and pack both inputs into the input buffers; returns the fitted bitmaps. */
-    private fun preprocess(photo: Bitmap, depth: Bitmap): Pair<Bitmap, Bitmap> {
+    /**
+     * The lens for a depth map given as the model is fed it (row-major height×width floats):
+     * [AutoFocus] on it, or the manifest's default when [depthValues] is null (no depth map).
+     * Null for a depth-only model.
+     */
+    fun lensFor(depthValues: FloatArray?): Lens? {
+        val fallback = manifest.lensDefault ?: return null
+        if (depthValues == null || depthValues.isEmpty()) return Lens(fallback.copyOf(), LensSource.MANIFEST_DEFAULT)
+        return Lens(AutoFocus.lens(depthValues, width), LensSource.AUTO_FOCUS)
+    }
+
+    /** Crop/resize and pack the inputs (and the lens) into the input buffers; returns the fitted bitmaps. */
+    private fun preprocess(photo: Bitmap, depth: Bitmap): Triple<Bitmap, Bitmap, Lens?> {
         val fittedPhoto = ImageOps.fitTo(photo, width, height)
         val fittedDepth = ImageOps.fitTo(depth, width, height)
         ImageOps.packRgb(fittedPhoto, imageBuffer, spec.image.range)
         ImageOps.packGray(fittedDepth, depthBuffer, spec.depth.range)
-        return fittedPhoto to fittedDepth
+        val lens = lensBuffer?.let { buffer ->
+            // Auto-focus on the depth exactly as packed (one channel: NHWC is row-major H×W).
+            depthBuffer.asFloatBuffer().get(packedDepth)
+            depthBuffer.rewind()
+            checkNotNull(lensFor(packedDepth)).also { chosen ->
+                buffer.rewind()
+                chosen.values.forEach { buffer.putFloat(it) }
+                buffer.rewind()
+            }
+        }
+        return Triple(fittedPhoto, fittedDepth, lens)
     }
 
     private fun runModel() {
@@ -207,7 +240,7 @@ class BokehHelper(
     /** Render bokeh for [photo] with its [depth] map (grayscale, bright = near). */
     fun render(photo: Bitmap, depth: Bitmap): Result {
         val t0 = SystemClock.elapsedRealtimeNanos()
-        val (fittedPhoto, fittedDepth) = preprocess(photo, depth)
+        val (fittedPhoto, fittedDepth, lens) = preprocess(photo, depth)
         val t1 = SystemClock.elapsedRealtimeNanos()
         runModel()
         val t2 = SystemClock.elapsedRealtimeNanos()
@@ -216,7 +249,7 @@ class BokehHelper(
         outputBuffer.asFloatBuffer().get(output)
         val bokeh = ImageOps.toBitmap(output, width, height, spec.output.range)
         val t3 = SystemClock.elapsedRealtimeNanos()
-        return Result(fittedPhoto, fittedDepth, bokeh, output, Timings(ms(t1 - t0), ms(t2 - t1), ms(t3 - t2)))
+        return Result(fittedPhoto, fittedDepth, bokeh, output, Timings(ms(t1 - t0), ms(t2 - t1), ms(t3 - t2)), lens)
     }
 
     /** Inference latency only: [runs] timed runs after [warmup] untimed ones, on the same inputs. */

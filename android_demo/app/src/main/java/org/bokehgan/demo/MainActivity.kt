@@ -79,10 +79,10 @@ class MainActivity : ComponentActivity() {
             Log.e(TAG, "model check failed", e)
             return
         }
-        modelInfo.text = String.format(
-            Locale.US, "%s · %d×%d NHWC · %s\n%s\n%s (%s)",
-            manifest.name, manifest.height, manifest.width, manifest.converter, lensText(manifest.lensDefault),
-            Build.MODEL, if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.S) Build.SOC_MODEL else Build.HARDWARE,
+        // Until a depth map is picked, the lens a lens model would get is the manifest's default.
+        showModelInfo(
+            manifest.lensDefault?.let { BokehHelper.Lens(it, BokehHelper.LensSource.MANIFEST_DEFAULT) },
+            untilDepth = true,
         )
 
         acceleratorSpinner.adapter = adapter(BokehHelper.Accelerator.entries.map { it.name })
@@ -115,10 +115,25 @@ class MainActivity : ComponentActivity() {
         updateButtons()
     }
 
-    /** The lens every render is fed (read-only for now: no tap-to-focus or sliders yet). */
-    private fun lensText(lens: FloatArray?): String =
-        if (lens == null) "lens: none (depth-only model)"
-        else String.format(Locale.US, "lens: d_f %.2f · K %.1f px · dof %.2f (manifest default)", lens[0], lens[1], lens[2])
+    /** Model, lens and device lines at the top; the lens line shows the lens last fed and its source. */
+    private fun showModelInfo(lens: BokehHelper.Lens?, untilDepth: Boolean = false) {
+        modelInfo.text = String.format(
+            Locale.US, "%s · %d×%d NHWC · %s\n%s\n%s (%s)",
+            manifest.name, manifest.height, manifest.width, manifest.converter, lensText(lens, untilDepth),
+            Build.MODEL, if (Build.VERSION.SDK_INT >= Build.VERSION_CODES.S) Build.SOC_MODEL else Build.HARDWARE,
+        )
+    }
+
+    /**
+     * "lens: d_f 0.73 · K 7.5 px · dof 0.10 (auto-focus)": the auto-focus of the depth map fed, or the
+     * manifest's default without a depth map (no tap-to-focus or sliders yet).
+     */
+    private fun lensText(lens: BokehHelper.Lens?, untilDepth: Boolean = false): String {
+        if (manifest.lensDefault == null || lens == null) return "lens: none (depth-only model)"
+        val v = lens.values
+        val source = lens.source.label + if (untilDepth) ", until a depth map is picked" else ""
+        return String.format(Locale.US, "lens: d_f %.2f · K %.1f px · dof %.2f (%s)", v[0], v[1], v[2], source)
+    }
 
     private fun adapter(items: List<String>) =
         ArrayAdapter(this, android.R.layout.simple_spinner_item, items).apply {
@@ -180,13 +195,14 @@ class MainActivity : ComponentActivity() {
             try {
                 val result = withContext(inference) { helperFor(accelerator, precision, threads).render(p, d) }
                 beforeAfter.setImages(result.input, result.bokeh)
+                if (result.lens != null) showModelInfo(result.lens)
                 val t = result.timings
                 latency.text = String.format(
                     Locale.US,
                     "%s · %s · %d threads · %d×%d · %s\npre-process %.1f ms · inference %.1f ms · post-process %.1f ms (one run)",
                     Build.MODEL, accelerator, threads, manifest.height, manifest.width, precision,
                     t.preprocessMs, t.inferenceMs, t.postprocessMs,
-                )
+                ) + (result.lens?.let { "\n" + lensText(it) } ?: "")
             } catch (e: Exception) {
                 Log.e(TAG, "render failed", e)
                 latency.text = "$accelerator failed: ${e.message}"
