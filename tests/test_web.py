@@ -92,32 +92,25 @@ def models_dir(tmp_path_factory, samples) -> Path:
     lens = export_tiny_generator(root / "tiny_lens", size=size, precisions=("fp32", "fp16"), lens_input=True)
     fixture = build_fixture(root / "fixture", size=size, precisions=("fp32",))
 
-    # Two broken copies, to prove the page checks what it is given instead of running anyway.
-    manifest = json.loads((fixture / "manifest.json").read_text())
-    for name, edit in (("bad_name", "name"), ("bad_shape", "shape")):
+    # Broken copies, to prove the page checks what it is given instead of running anyway.
+    def broken_copy(name: str, model: Path, tflite: str, mutate) -> None:
         d = root / name
         d.mkdir()
-        shutil.copy(fixture / "bokeh_fp32.tflite", d / "bokeh_fp32.tflite")
-        m = json.loads(json.dumps(manifest))
-        if edit == "name":
-            m["inputs"][1]["name"] = "disparity"  # the app and page expect "depth"
-        else:  # self-consistent, but 16 rows taller than the .tflite file's tensors
-            for t in m["inputs"] + m["outputs"]:
-                t["shape"][1] += 16
+        shutil.copy(model / tflite, d / tflite)
+        m = json.loads((model / "manifest.json").read_text())
+        mutate(m)
         write_json_atomic(d / "manifest.json", m)
 
-    # Two broken lens models: no usable default, and a manifest that omits the lens the file reads.
-    lens_manifest = json.loads((lens / "manifest.json").read_text())
-    for name, edit in (("bad_lens_default", "default"), ("lens_not_listed", "drop")):
-        d = root / name
-        d.mkdir()
-        shutil.copy(lens / "bokeh_fp16.tflite", d / "bokeh_fp16.tflite")
-        m = json.loads(json.dumps(lens_manifest))
-        if edit == "default":
-            m["inputs"][2]["default"] = [0.8, 7.0]
-        else:
-            m["inputs"] = m["inputs"][:2]
-        write_json_atomic(d / "manifest.json", m)
+    def taller(m: dict) -> None:  # self-consistent, but 16 rows taller than the .tflite file's tensors
+        for t in m["inputs"] + m["outputs"]:
+            t["shape"][1] += 16
+
+    # the app and page expect "depth"
+    broken_copy("bad_name", fixture, "bokeh_fp32.tflite", lambda m: m["inputs"][1].update(name="disparity"))
+    broken_copy("bad_shape", fixture, "bokeh_fp32.tflite", taller)
+    # lens models: no usable default, and a manifest that omits the lens the file reads
+    broken_copy("bad_lens_default", lens, "bokeh_fp16.tflite", lambda m: m["inputs"][2].update(default=[0.8, 7.0]))
+    broken_copy("lens_not_listed", lens, "bokeh_fp16.tflite", lambda m: m.update(inputs=m["inputs"][:2]))
     return root
 
 
