@@ -30,7 +30,7 @@ import numpy as np
 
 from export.samples import Sample
 
-__all__ = ["PRECISIONS", "FILE_NAMES", "convert_tflite", "representative_dataset", "to_layout"]
+__all__ = ["PRECISIONS", "FILE_NAMES", "INPUT_ORDER", "convert_tflite", "order_inputs", "representative_dataset", "to_layout"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 FILE_NAMES = {p: f"bokeh_{p}.tflite" for p in PRECISIONS}
@@ -81,4 +81,34 @@ def convert_tflite(
         converter.inference_output_type = tf.float32
         converter._experimental_disable_per_channel = not per_channel  # no public switch in TF 2.15
     converter.target_spec.supported_ops = ops
-    return converter.convert()
+    return order_inputs(converter.convert())
+
+
+# The order of a model's input tensors, as the manifest lists them.
+INPUT_ORDER = ("image", "depth", "lens")
+
+
+def order_inputs(content: bytes) -> bytes:
+    """Renumber the subgraph's inputs as image, depth, lens (the manifest's order).
+
+    The converter orders the inputs of a SavedModel signature by its own rule (a lens model came
+    out lens, depth, image); apps, benchmark_model and tools that index inputs, or read the frame
+    size off input 0, then see a 1x1x1x3 tensor first. Only the subgraph's input list changes:
+    the tensors, the signature (which maps names to tensors) and the arithmetic do not, so the
+    file computes exactly what it did. TensorFlow's own flatbuffer utilities read and write it.
+    """
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    graph = model.subgraphs[0]
+    names = {int(i): graph.tensors[i].name.decode() for i in graph.inputs}
+
+    def rank(i: int) -> int:
+        # tensor names are "serving_default_<input>:0"
+        return next((k for k, n in enumerate(INPUT_ORDER) if names[i].endswith(f"_{n}:0") or names[i] == n), len(INPUT_ORDER))
+
+    order = sorted(names, key=rank)
+    if order == [int(i) for i in graph.inputs]:
+        return content
+    graph.inputs = np.array(order, dtype=np.int32)
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

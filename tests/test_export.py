@@ -422,6 +422,12 @@ def test_lens_model_exports_with_a_documented_lens_input(tmp_path, data_dir):
         refs = [gen(torch.from_numpy(sample.image), torch.from_numpy(sample.depth),
                     torch.from_numpy(lens.reshape(1, 3, 1, 1))).numpy() for lens in lenses]
     assert np.abs(refs[0] - refs[1]).max() > 1e-3
+    # The file's input tensors come in the manifest's order (tools read the frame size off input 0).
+    from ai_edge_litert.interpreter import Interpreter
+
+    for f in ("bokeh_fp32.tflite", "bokeh_fp16.tflite", "bokeh_int8.tflite"):
+        names = [d["name"] for d in Interpreter(model_path=str(out / f)).get_input_details()]
+        assert names == [f"serving_default_{n}:0" for n in ("image", "depth", "lens")], (f, names)
     for f in ("model.onnx", "bokeh_fp32.tflite", "bokeh_fp16.tflite", "bokeh_int8.tflite"):
         runner = load_runner(out / f)
         assert runner.lens_input
