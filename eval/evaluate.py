@@ -99,11 +99,6 @@ class IdentityModel:
         return image.copy()
 
 
-def lens_array(lens: Any) -> np.ndarray:
-    """A LensParams → the network's lens input (1, 3, 1, 1) = (d_f, K, dof)."""
-    return np.array([lens.d_f, lens.K, lens.dof], np.float32).reshape(1, 3, 1, 1)
-
-
 class TorchModel:
     """A generator ``module(image, depth[, lens])`` run in PyTorch on the CPU, without gradients."""
 
@@ -115,7 +110,7 @@ class TorchModel:
     def __call__(self, image: np.ndarray, depth: np.ndarray, lens: Any = None) -> np.ndarray:
         args = [torch.from_numpy(image), torch.from_numpy(depth)]
         if self.needs_lens:
-            args.append(torch.from_numpy(lens_array(lens)))
+            args.append(torch.from_numpy(lens.network_input()))
         with torch.inference_mode():
             return self.module(*args).float().numpy()
 
@@ -130,7 +125,7 @@ class RuntimeModel:
 
     def __call__(self, image: np.ndarray, depth: np.ndarray, lens: Any = None) -> np.ndarray:
         if self.needs_lens:
-            return self.runner(image, depth, lens_array(lens))
+            return self.runner(image, depth, lens.network_input())
         return self.runner(image, depth)
 
 

@@ -66,11 +66,9 @@ def _lens(choice: str, disparity: np.ndarray, manifest: dict | None) -> np.ndarr
     from training.renderers.lens import LensParams, auto_focus
 
     if choice == "auto":
-        p = auto_focus(disparity)
-        return np.array([p.d_f, p.K, p.dof], np.float32)
+        return auto_focus(disparity).network_input().ravel()
     if choice.startswith("auto,"):  # the auto-focus rule with another sharp band (0: BokehMe eq. 1)
-        p = LensParams.for_photo(disparity, dof=float(choice.split(",", 1)[1]))
-        return np.array([p.d_f, p.K, p.dof], np.float32)
+        return LensParams.for_photo(disparity, dof=float(choice.split(",", 1)[1])).network_input().ravel()
     if choice == "default":
         spec = next((i for i in (manifest or {}).get("inputs", []) if i["name"] == "lens"), None)
         if spec is None:

@@ -15,7 +15,7 @@ input shape.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -103,11 +103,10 @@ def load_sample(split_dir: str | Path, sample_id: str, size: tuple[int, int]) ->
     if lens_path.is_file():
         p = LensParams.load(lens_path)
         # K is pixels of radius at the file's resolution; _cover_crop scaled the image by this
-        K = p.K * max(size[0] / h, size[1] / w)
+        p = replace(p, K=p.K * max(size[0] / h, size[1] / w))
     else:
         p = auto_focus(depth)
-        K = p.K
-    lens = np.array([p.d_f, K, p.dof], np.float32).reshape(1, 3, 1, 1)
+    lens = p.network_input()
     return Sample(sample_id, image[None].contiguous().numpy(), depth[None].contiguous().numpy(), lens)
 
 

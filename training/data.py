@@ -464,7 +464,7 @@ class BokehPairs(Dataset):
             return lens_tensor(*self.lens_values[sid])
         else:
             p = auto_focus(depth)
-        return lens_tensor(p.d_f, p.K, p.dof)
+        return torch.from_numpy(p.network_input()[0])
 
     def _decode(self, index: int) -> tuple[np.ndarray, np.ndarray, torch.Tensor, torch.Tensor | None]:
         """(image uint8 HWC, target uint8 HWC, depth (1, H, W), lens (3, 1, 1) or None) of one id."""

@@ -104,6 +104,10 @@ class LensParams:
         if problems:
             raise ValueError("invalid LensParams: " + "; ".join(problems))
 
+    def network_input(self) -> np.ndarray:
+        """The lens-conditioned generator's ``lens`` input: float32 (1, 3, 1, 1) = (d_f, K, dof)."""
+        return np.array([self.d_f, self.K, self.dof], np.float32).reshape(1, 3, 1, 1)
+
     # ---- (de)serialisation -------------------------------------------------------------------
     def to_dict(self) -> dict:
         return asdict(self)
