@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv test test-all test-web demo clean
+.PHONY: venv venv-litert-torch test test-all test-web demo clean
 
 # (Re)create the virtual environment whenever requirements.txt changes.
 # LPIPS's linear calibration weights are data files inside the lpips wheel. The package itself
@@ -20,8 +20,20 @@ $(VENV)/.installed: requirements.txt
 
 venv: $(VENV)/.installed
 
+# Optional: the litert-torch converter (export/litert_torch.py) in its own environment, because it
+# needs numpy >= 2 and TensorFlow 2.15 in $(VENV) needs numpy < 2. The export runs it as a child process.
+LITERT_VENV ?= .venv-litert-torch
+$(LITERT_VENV)/.installed: requirements-litert-torch.txt
+	test -x $(LITERT_VENV)/bin/python || $(PYTHON) -m venv $(LITERT_VENV)
+	$(LITERT_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LITERT_VENV)/bin/python -m pip install -q -r requirements-litert-torch.txt
+	touch $@
+
+venv-litert-torch: $(LITERT_VENV)/.installed
+
+# -rs: every skipped test says why (a missing browser, Vulkan device or optional environment).
 test: venv
-	$(PY) -m pytest -q -m "not slow and not gpu"
+	$(PY) -m pytest -q -rs -m "not slow and not gpu"
 
 # The browser end-to-end test needs Debian's chromium and web_demo/node_modules; without them it
 # skips and names this script. `.ci/run` runs it before `make test`.

@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tflite", action="append", type=Path, default=[], help="TFLite file (repeat for several)")
     p.add_argument("--onnx", action="append", type=Path, default=[],
                    help="ONNX file (repeatable; default: model.onnx beside the first --tflite); ratios use the first")
-    p.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint (default: the manifest's source checkpoint)")
+    p.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint or model.safetensors (default: the manifest's source checkpoint)")
     p.add_argument("--size", default="1024x1536", help="input size HEIGHTxWIDTH (default 1024x1536)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=2)

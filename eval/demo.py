@@ -19,9 +19,9 @@ Stages, each a real command of the project run as a subprocess (so its progress 
 7. ``report``  ``runs/demo/report.md`` with the tables and pictures; the summary table is printed.
 
 Re-running reuses every stage whose inputs did not change: each stage stores a key (its command
-line, the contents of the files it reads, and the keys of the stages before it) in
-``<out>/stamps/<stage>.json``; a changed config or argument invalidates that stage and the ones
-after it.
+line, the contents of the configs it reads and of the code it runs, and the keys of the stages
+before it) in ``<out>/stamps/<stage>.json``; a changed config, argument or ``.py`` file of a
+package the stage runs invalidates that stage and the ones after it.
 """
 
 from __future__ import annotations
@@ -40,21 +40,52 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "training" / "configs"
 
+# The code each stage runs, as packages (every .py file under them) or single files, relative to
+# REPO. Whole packages rather than the modules one run happens to call: re-running a stage costs
+# less than reporting a stale result. tests/test_demo_cache.py checks that each list covers every
+# project module its stage's entry point imports.
+TRAINING_CODE = ("training", "eval/__init__.py", "eval/metrics.py")  # validation uses eval.metrics
+STAGE_CODE = {
+    "data": ("training",),
+    "stage1": TRAINING_CODE,
+    "stage2": TRAINING_CODE,
+    "export": ("training", "export"),
+    "eval": ("training", "export", "eval"),
+    "controls": ("training", "export", "eval"),
+}
+
 
 @dataclass
 class Stage:
     name: str
     cmd: list[str]
     outputs: list[Path]
-    inputs: list[Path] = field(default_factory=list)  # files whose contents the stage depends on
+    # Files whose contents the stage depends on; a folder stands for the .py files under it.
+    inputs: list[Path] = field(default_factory=list)
     clean: Path | None = None  # a stale result folder, removed before the stage re-runs
 
 
+def _input_files(inputs: list[Path]) -> list[Path]:
+    """The files ``inputs`` names, folders expanded to their .py files, once each, sorted by path."""
+    files = set()
+    for p in inputs:
+        if p.is_dir():
+            files.update(f for f in p.rglob("*.py") if "__pycache__" not in f.parts)
+        else:
+            files.add(p)
+    return sorted(files, key=lambda f: f.as_posix())
+
+
 def _hash_inputs(stage: Stage, previous_key: str) -> str:
+    """The stage's key: the previous stage's key, the command line, and each input file's path and
+    contents (a missing file counts as such, so creating it changes the key too)."""
     h = hashlib.sha256(previous_key.encode())
     h.update(json.dumps(stage.cmd).encode())
-    for p in stage.inputs:
-        h.update(p.read_bytes() if p.is_file() else b"<missing>")
+    for p in _input_files(stage.inputs):
+        content = p.read_bytes() if p.is_file() else b"<missing>"
+        # Path and length first: a rename, or bytes moved from one file to the next, change the key.
+        h.update(os.path.relpath(p, REPO).encode() + b"\0" + len(content).to_bytes(8, "little"))
+        h.update(content)
     return h.hexdigest()
 
 
@@ -114,32 +145,36 @@ def build_stages(args: argparse.Namespace) -> list[Stage]:
     stage2_ckpt = out / "stage2" / "checkpoints" / "last.ckpt"
     vgg = ["--model.vgg_weight", "0"] if not args.vgg else []
     tflite = out / "tflite"
+
+    def code(stage: str) -> list[Path]:
+        return [REPO / p for p in STAGE_CODE[stage]]
+
     return [
         Stage("data", [py, "-m", "training.synth", "--out", str(data), "--train", str(args.train), "--val", str(args.val),
                        "--size", args.size, "--seed", str(args.seed), "--refocus-prob", "0.35", "--dof-max", "0.2"],
-              [data / "dataset.json"], [REPO / "training" / "synth.py"]),
+              [data / "dataset.json"], code("data")),
         Stage("stage1", [py, "-m", "training", "fit", "--config", str(CONFIGS / "stage1.yaml"), *fit_common,
                          "--trainer.max_epochs", str(args.stage1_epochs),
                          "--model.lr_decay_steps", str(args.stage1_epochs * steps_per_epoch)],
-              [stage1_ckpt], [CONFIGS / "stage1.yaml", quick, lens], clean=out / "stage1"),
+              [stage1_ckpt], [CONFIGS / "stage1.yaml", quick, lens, *code("stage1")], clean=out / "stage1"),
         Stage("stage2", [py, "-m", "training", "fit", "--config", str(CONFIGS / "stage2.yaml"), *fit_common,
                          "--trainer.max_epochs", str(args.stage2_epochs), "--model.init_generator", str(stage1_ckpt),
                          # A tenth of the paper's 1e-4 for the generator: in 40 batches the critics
                          # are still untrained, and at 1e-4 their gradient undid 1.1 dB of stage 1
                          # (at quick.yaml's 1e-3, ~2 dB); measured on the demo data.
                          "--model.lr", "1e-5", "--model.disc_lr", "1e-4", *vgg],
-              [stage2_ckpt], [CONFIGS / "stage2.yaml", quick, lens], clean=out / "stage2"),
+              [stage2_ckpt], [CONFIGS / "stage2.yaml", quick, lens, *code("stage2")], clean=out / "stage2"),
         Stage("export", [py, "-m", "export", "--checkpoint", str(stage2_ckpt), "--size", args.size, "--out", str(tflite),
-                         "--calib-data", str(data / "train"), "--parity-data", str(data / "val")],
-              [tflite / "manifest.json"]),
+                         "--precisions", "fp32,fp16,int8", "--calib-data", str(data / "train"), "--parity-data", str(data / "val")],
+              [tflite / "manifest.json"], code("export")),
         Stage("eval", [py, "-m", "eval", "--data", str(data), "--split", "val", "--checkpoint", f"pytorch={stage2_ckpt}",
                        *[a for p in ("fp32", "fp16", "int8") for a in ("--tflite", str(tflite / f"bokeh_{p}.tflite"))],
                        "--renderer", "scatter", "--renderer", "layered", "--renderer", "blend", "--identity",
                        "--out", str(out / "eval")],
-              [out / "eval" / "summary.json"], clean=out / "eval"),
+              [out / "eval" / "summary.json"], code("eval"), clean=out / "eval"),
         Stage("controls", [py, "-m", "eval.controls", "--model", str(tflite / "bokeh_fp16.tflite"), "--data",
                            str(data / "val"), "--id", "0", "--out", str(out / "controls.png")],
-              [out / "controls.png"]),
+              [out / "controls.png"], code("controls")),
     ]
 
 

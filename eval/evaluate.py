@@ -7,7 +7,8 @@ PSNR and a picture grid.
 
 Any mix of models is run on every image of the split:
 
-* a Lightning ``.ckpt`` or bare generator state dict (``training.checkpoint.load_generator``);
+* a Lightning ``.ckpt``, bare generator state dict or ``model.safetensors``
+  (``training.checkpoint.load_generator``);
 * an ONNX file or TFLite file of any precision (``export.runtime.load_runner``);
 * a classical renderer (``training.renderers``: scatter, layered, blend) with the image's lens
   parameters from ``<split>/lens/<id>.json`` (synthetic data) or, without one, the project's one
@@ -159,7 +160,7 @@ def torch_model(module: torch.nn.Module, source: dict[str, Any] | None = None) -
 
 
 def checkpoint_model(path: str | os.PathLike) -> TorchModel:
-    """A Lightning checkpoint or bare NAFNet state dict, via ``training.checkpoint.load_generator``."""
+    """A Lightning checkpoint, bare NAFNet state dict or model.safetensors, via ``training.checkpoint.load_generator``."""
     from training.checkpoint import load_generator
 
     ck = load_generator(path)  # raises FileNotFoundError / ValueError naming the file
@@ -334,15 +335,9 @@ def _load_lens(split: SplitData, sample_id: str, depth: torch.Tensor) -> Any:
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from training.renderers.lens import atomic_write_bytes  # the project's one atomic writer
+
+    atomic_write_bytes(path, data)
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
@@ -731,7 +726,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", required=True, help="dataset root (synthetic root with val/, or EBB! root)")
     p.add_argument("--split", default="val", help="val | val200 | val294 | name of a split folder under --data")
-    p.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]CKPT", help="Lightning .ckpt or generator state dict (repeatable)")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]CKPT", help="Lightning .ckpt, generator state dict or model.safetensors (repeatable)")
     p.add_argument("--onnx", action="append", default=[], metavar="[NAME=]FILE", help="ONNX model (repeatable)")
     p.add_argument("--tflite", action="append", nargs="+", default=[], metavar="[NAME=]FILE", help="TFLite model(s), any precision")
     p.add_argument("--renderer", action="append", default=[], choices=("scatter", "layered", "blend"), help="classical renderer (repeatable)")

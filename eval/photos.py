@@ -20,23 +20,31 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from eval.evaluate import atomic_save_png
 from eval.metrics import detail_kept
 
-__all__ = ["find_photos", "load_photo", "main"]
+__all__ = ["depth_for", "find_photos", "load_photo", "RendererRunner", "main"]
 
 PHOTO_EXTS = (".jpg", ".jpeg", ".png")
+
+
+def depth_for(photo: Path) -> Path:
+    """Where the depth map of ``photo`` lies in the two layouts: ``<split>/depth/<id>.png`` for
+    ``<split>/original/<id>.jpg``, else ``<id>.depth.png`` beside the photo."""
+    if photo.parent.name == "original":
+        return photo.parent.parent / "depth" / f"{photo.stem}.png"
+    return photo.with_name(f"{photo.stem}.depth.png")
 
 
 def find_photos(folder: Path) -> list[tuple[str, Path, Path]]:
     """(id, photo, depth map) of every photo in ``folder`` that has a depth map."""
     if (folder / "original").is_dir():
-        pairs = [(p.stem, p, folder / "depth" / f"{p.stem}.png") for p in sorted((folder / "original").iterdir())
+        pairs = [(p.stem, p, depth_for(p)) for p in sorted((folder / "original").iterdir())
                  if p.suffix.lower() in PHOTO_EXTS]
     else:
-        pairs = [(p.stem, p, folder / f"{p.stem}.depth.png") for p in sorted(folder.iterdir())
+        pairs = [(p.stem, p, depth_for(p)) for p in sorted(folder.iterdir())
                  if p.suffix.lower() in PHOTO_EXTS and not p.name.endswith(".depth.png")]
     missing = [str(d) for _, _, d in pairs if not d.is_file()]
     if missing:
@@ -50,7 +58,7 @@ def load_photo(photo: Path, depth: Path, size: tuple[int, int]) -> tuple[np.ndar
     """(H, W, 3) RGB and (H, W) disparity in [0, 1] at ``size`` = (H, W): centre crop to the
     aspect ratio, bicubic resize, min-max normalised depth."""
     H, W = size
-    img = Image.open(photo).convert("RGB")
+    img = ImageOps.exif_transpose(Image.open(photo)).convert("RGB")  # as the camera meant it, like eval.render
     dep = Image.open(depth).convert("L").resize(img.size, Image.BICUBIC)
     w0, h0 = img.size
     tw = min(w0, round(h0 * W / H))
@@ -83,7 +91,7 @@ def _lens(choice: str, disparity: np.ndarray, manifest: dict | None) -> np.ndarr
     return np.array(values, np.float32)
 
 
-class _RendererRunner:
+class RendererRunner:
     """A classical renderer behind the runner interface (``runner(image, depth, lens)``)."""
 
     lens_input = True
@@ -123,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                         "manifest's) or D_F,K,DOF")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    runner = load_runner(args.model, num_threads=args.threads) if args.model else _RendererRunner(args.renderer)
+    runner = load_runner(args.model, num_threads=args.threads) if args.model else RendererRunner(args.renderer)
     size = tuple(int(v) for v in args.size.lower().split("x")) if args.size else runner.input_size
     if size is None:
         p.error("--size HxW is needed for a model without a fixed input size")

@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from export.convert import CONVERTERS, DEFAULT_CONVERTER  # noqa: E402
 from export.gates import TFLITE_MIN_PSNR_DB, GateError  # noqa: E402
-from export.tflite import PRECISIONS  # noqa: E402
+from export.tflite import DEFAULT_PRECISIONS, PRECISIONS  # noqa: E402
 from export.toollog import ToolError  # noqa: E402
 
 
@@ -31,9 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="1024x1536", help="static input size HEIGHTxWIDTH, multiples of 16 (default 1024x1536)")
     p.add_argument("--out", required=True, type=Path, help="output folder, e.g. tflite_models/<name>")
     p.add_argument("--name", help="model name in the manifest (default: the --out folder name)")
-    p.add_argument("--converter", choices=CONVERTERS, default=DEFAULT_CONVERTER,
-                   help=f"ONNX → TensorFlow converter: onnx2tf (NHWC) or onnx-tf (NCHW) (default {DEFAULT_CONVERTER})")
-    p.add_argument("--precisions", default=",".join(PRECISIONS), help="comma-separated subset of fp32,fp16,int8")
+    p.add_argument("--converter", choices=(*CONVERTERS, "litert-torch"), default=DEFAULT_CONVERTER,
+                   help=f"onnx2tf (NHWC) or onnx-tf (NCHW), ONNX → TensorFlow → TFLite; or litert-torch (NHWC), "
+                        f"PyTorch → TFLite in its own environment (make venv-litert-torch) (default {DEFAULT_CONVERTER})")
+    p.add_argument("--precisions", default=",".join(DEFAULT_PRECISIONS),
+                   help=f"comma-separated subset of {','.join(PRECISIONS)} (default {','.join(DEFAULT_PRECISIONS)}: "
+                        "int8 is smaller but slower than fp16 on the CPU, see export/README.md)")
     p.add_argument("--calib-data", type=Path, help="dataset split folder (original/, depth/) for int8 calibration")
     p.add_argument("--calib-samples", type=int, default=8, help="number of calibration samples (default 8)")
     p.add_argument("--parity-data", type=Path, help="split folder for the parity gates (default: --calib-data; "
@@ -41,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--parity-samples", type=int, default=2, help="number of parity samples (default 2)")
     p.add_argument("--int8-per-channel", action="store_true",
                    help="per-channel int8 weight scales (more precise, ~0.4 MB larger for width 8); default per-tensor")
+    p.add_argument("--gpu-run", choices=("auto", "require", "off"), default="auto",
+                   help="the GPU-run gate (export/gpu_run.py): run each file on LiteRT's GPU accelerator over a "
+                        "Vulkan device; auto (default) skips, saying why, when none is found; require fails then")
     p.add_argument("--keep-saved-model", action="store_true", help="keep the TensorFlow SavedModel in --out/saved_model")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the parity runs (default 2)")
     return p
@@ -67,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         result = export_model(
             ckpt.generator, args.out, size, source=source, converter=args.converter, precisions=precisions,
             calib_dir=args.calib_data, calib_samples=args.calib_samples, parity_dir=args.parity_data,
-            parity_samples=args.parity_samples, int8_per_channel=args.int8_per_channel,
+            parity_samples=args.parity_samples, int8_per_channel=args.int8_per_channel, gpu_run=args.gpu_run,
             keep_saved_model=args.keep_saved_model, name=args.name, num_threads=args.threads,
         )
     except (FileNotFoundError, ValueError, BadSampleError) as e:  # bad arguments or input files
@@ -88,8 +94,15 @@ def main(argv: list[str] | None = None) -> int:
     for key, v in m["variants"].items():
         print(f"  {key:5s}  {v['size_bytes'] / 1e6:6.2f} MB  PSNR vs PyTorch {v['parity']['psnr_db_vs_pytorch']:7.2f} dB "
               f"(gate >= {TFLITE_MIN_PSNR_DB[key]:g})  ops {sum(v['op_census'].values())}  "
-              f"TRANSPOSE {v['op_census'].get('TRANSPOSE', 0)}  GPU {'yes' if v['gpu_compatible'] else 'no'}")
+              f"TRANSPOSE {v['op_census'].get('TRANSPOSE', 0)}  GPU run: {_gpu_line(v['gpu_run'])}")
     return 0
+
+
+def _gpu_line(run: dict) -> str:
+    if run["status"] != "passed":
+        return f"SKIPPED ({run['reason']})"
+    return (f"passed on {run['device']} ({run['backend']}), fully accelerated, "
+            f"PSNR vs CPU {run['psnr_db_vs_cpu']:.1f} dB")
 
 
 if __name__ == "__main__":

@@ -1,11 +1,14 @@
-"""Converter comparison for the README: onnx2tf against onnx-tf on the paper's width-8 generator.
+"""Converter comparison for the README: onnx2tf against onnx-tf (and LiteRT Torch) on the paper's
+width-8 generator.
 
-    python -m export.compare --calib-data DIR --size 1024x1536 --out runs/converter_comparison
+    python -m export.compare --calib-data DIR --size 1024x1536 --out runs/converter_comparison \
+        [--converters onnx2tf,onnx-tf,litert-torch]
 
 Exports one randomly initialised width-8 NAFNet (the paper's configuration, Bokeh-Loss GAN §3.1)
-through both converters with ``python -m export`` (fp32, fp16, int8, every gate), timing each
-export and its peak memory, then times both fp32 files, ONNX Runtime and PyTorch in one
-``eval.benchmark`` run, and prints the Markdown table of export/README.md.
+through each converter with ``python -m export`` (fp32, fp16, int8, every gate), timing each
+export and its peak memory, then times every fp32 file, ONNX Runtime and PyTorch in one
+``eval.benchmark`` run, and prints the Markdown table of export/README.md. ``litert-torch`` runs in
+its optional environment (``make venv-litert-torch``, export/litert_torch.py).
 
 NAFNet starts as the identity (β = γ = 0 in every block, zero ending conv), so an untrained export
 would return the photo and its parity would mean nothing; and its LayerNorm weights are 1 and
@@ -27,7 +30,8 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CONVERTERS = ("onnx2tf", "onnx-tf")
+CONVERTERS = ("onnx2tf", "onnx-tf", "litert-torch")
+DEFAULT_CONVERTERS = ("onnx2tf", "onnx-tf")  # litert-torch needs .venv-litert-torch: opt in
 
 
 def random_generator_checkpoint(path: Path, width: int = 8, seed: int = 0) -> Path:
@@ -80,15 +84,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--runs", type=int, default=5)
+    p.add_argument("--converters", default=",".join(DEFAULT_CONVERTERS),
+                   help=f"comma-separated subset of {','.join(CONVERTERS)} (default {','.join(DEFAULT_CONVERTERS)})")
     args = p.parse_args(argv)
+    converters = [c.strip() for c in args.converters.split(",") if c.strip()]
+    if not converters or any(c not in CONVERTERS for c in converters):
+        p.error(f"--converters {args.converters}: choose from {', '.join(CONVERTERS)}")
+    if "litert-torch" in converters:
+        from export.litert_torch import LiteRTTorchUnavailable, litert_torch_python
+
+        try:
+            litert_torch_python()
+        except LiteRTTorchUnavailable as e:
+            p.error(str(e))
 
     out = args.out.resolve()
     ckpt = random_generator_checkpoint(out / "nafnet_w8_random.pt")
     exports = {}
-    for converter in CONVERTERS:
+    for converter in converters:
         model_dir = out / f"nafnet_w8_random_{converter}"
         cmd = [sys.executable, "-m", "export", "--checkpoint", str(ckpt), "--size", args.size, "--out", str(model_dir),
-               "--converter", converter, "--calib-data", str(args.calib_data.resolve()),
+               "--converter", converter, "--precisions", "fp32,fp16,int8", "--calib-data", str(args.calib_data.resolve()),
                "--calib-samples", str(args.calib_samples), "--parity-samples", str(args.parity_samples),
                "--threads", str(args.threads)]
         if args.parity_data:
@@ -102,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                               "manifest": json.loads((model_dir / "manifest.json").read_text())}
 
     bench_json = out / "benchmark.json"
-    cmd = [sys.executable, "-m", "eval.benchmark", *[a for c in CONVERTERS for a in
+    cmd = [sys.executable, "-m", "eval.benchmark", *[a for c in converters for a in
                                                     ("--tflite", str(exports[c]["dir"] / "bokeh_fp32.tflite"))],
-           "--onnx", str(exports["onnx2tf"]["dir"] / "model.onnx"), "--checkpoint", str(ckpt), "--size", args.size,
+           "--onnx", str(exports[converters[0]]["dir"] / "model.onnx"), "--checkpoint", str(ckpt), "--size", args.size,
            "--threads", str(args.threads), "--warmup", str(args.warmup), "--runs", str(args.runs),
            "--json", str(bench_json)]
     print("benchmarking ...", file=sys.stderr, flush=True)
@@ -124,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{ort_row['median_s']:.2f} s in the same run).",
         "",
         "| converter | layout | ops (fp32) | TRANSPOSE | fp32 / fp16 / int8 size (MB) | PSNR vs PyTorch fp32 / fp16 / int8 (dB) "
-        "| GPU-compatible | fp32 CPU latency (s) | ÷ PyTorch | ÷ ONNX Runtime | export time | export peak RSS |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| GPU run (LiteRT GPU accelerator) | analyzer | fp32 CPU latency (s) | ÷ PyTorch | ÷ ONNX Runtime | export time | export peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for c in CONVERTERS:
+    for c in converters:
         m = exports[c]["manifest"]
         v = m["variants"]
         census = v["fp32"]["op_census"]
@@ -136,7 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             f"| {c} | {m['inputs'][0]['layout']} | {sum(census.values())} | {census.get('TRANSPOSE', 0)} | "
             + " / ".join(f"{v[k]['size_bytes'] / 1e6:.2f}" for k in ("fp32", "fp16", "int8")) + " | "
             + " / ".join(f"{v[k]['parity']['psnr_db_vs_pytorch']:.1f}" for k in ("fp32", "fp16", "int8")) + " | "
-            + ("yes" if all(x["gpu_compatible"] for x in v.values()) else "no") + " | "
+            + _gpu_run_cell(v) + " | "
+            + ("compatible" if all(x["gpu_compatible"] for x in v.values()) else "warnings") + " | "
             + f"{lat['median_s']:.2f} | {lat['median_s'] / torch_row['median_s']:.3f} | "
             + f"{lat['median_s'] / ort_row['median_s']:.3f} | {exports[c]['seconds'] / 60:.1f} min | "
             + f"{exports[c]['peak_rss_gib']:.1f} GiB |"
@@ -150,6 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(bench["table"])
     return 0
+
+
+def _gpu_run_cell(variants: dict) -> str:
+    """Every file fully on the GPU, with the worst PSNR against the CPU; or why it was not run."""
+    runs = [v["gpu_run"] for v in variants.values()]
+    if any(r["status"] != "passed" for r in runs):
+        return "not run: " + next(r["reason"] for r in runs if r["status"] != "passed")
+    return (f"all fully accelerated on {runs[0]['device']}, ≥ {min(r['psnr_db_vs_cpu'] for r in runs):.1f} dB "
+            "vs CPU")
 
 
 if __name__ == "__main__":

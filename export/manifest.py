@@ -25,7 +25,7 @@ PSNR_CAP_DB = 999.0  # identical outputs have infinite PSNR, which JSON cannot h
 TOP_KEYS = {"format_version", "name", "created", "source", "inputs", "outputs", "converter", "variants", "onnx"}
 SOURCE_KEYS = {"checkpoint", "checkpoint_sha256", "arch", "training_config"}
 VARIANT_KEYS = {"file", "size_bytes", "sha256", "precision", "parity", "gpu_compatible", "flex_ops",
-                "max_tensor_rank", "op_census"}
+                "max_tensor_rank", "op_census", "gpu_run"}
 ONNX_KEYS = {"file", "sha256", "max_abs_diff_vs_pytorch"}
 
 
@@ -65,7 +65,10 @@ def io_spec(size: tuple[int, int], layout: str,
 
 
 def variant_entry(file: str, size_bytes: int, sha256: str, precision: str, psnr_db: float, max_abs_diff: float,
-                  gpu_compatible: bool, flex_ops: list[str], max_tensor_rank: int, op_census: dict[str, int]) -> dict:
+                  gpu_compatible: bool, flex_ops: list[str], max_tensor_rank: int, op_census: dict[str, int],
+                  gpu_run: dict) -> dict:
+    """One file's entry. ``gpu_compatible`` is TensorFlow's static analyzer; ``gpu_run`` is the run on
+    LiteRT's GPU accelerator (export.gpu_run): device, backend, parity with the CPU, or why skipped."""
     return {
         "file": file,
         "size_bytes": int(size_bytes),
@@ -76,6 +79,7 @@ def variant_entry(file: str, size_bytes: int, sha256: str, precision: str, psnr_
         "flex_ops": list(flex_ops),
         "max_tensor_rank": int(max_tensor_rank),
         "op_census": dict(op_census),
+        "gpu_run": dict(gpu_run),
     }
 
 

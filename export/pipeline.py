@@ -28,14 +28,16 @@ from tqdm import tqdm
 
 from export import gates
 from export.convert import DEFAULT_CONVERTER, to_saved_model
+from export.litert_torch import convert_all_with_litert_torch, litert_torch_python
+from export.gpu_run import GpuUnavailable, find_vulkan, gate_tflite, gpu_run_entry
 from export.manifest import MANIFEST_NAME, build_manifest, variant_entry, write_manifest
 from export.onnx_export import export_onnx, onnx_max_abs_diff, simplify_onnx
 from export.reparam import inference_form
 from export.runtime import TFLiteRunner
 from export.samples import Sample, list_sample_ids, load_samples, pick_ids
-from export.tflite import FILE_NAMES, PRECISIONS, convert_tflite, representative_dataset
+from export.tflite import DEFAULT_PRECISIONS, FILE_NAMES, PRECISIONS, convert_tflite, representative_dataset
 from export.toollog import tool_log
-from training.checkpoint import file_sha256
+from training.checkpoint import SAFETENSORS_NAME, file_sha256, save_generator_safetensors
 from training.renderers.lens import default_lens
 
 __all__ = ["ExportResult", "export_model"]
@@ -107,12 +109,13 @@ def export_model(
     *,
     source: dict[str, Any],
     converter: str = DEFAULT_CONVERTER,
-    precisions: tuple[str, ...] = PRECISIONS,
+    precisions: tuple[str, ...] = DEFAULT_PRECISIONS,
     calib_dir: str | Path | None = None,
     calib_samples: int = 8,
     parity_dir: str | Path | None = None,
     parity_samples: int = 2,
     int8_per_channel: bool = False,
+    gpu_run: str = "auto",
     keep_saved_model: bool = False,
     name: str | None = None,
     num_threads: int = 2,
@@ -121,7 +124,9 @@ def export_model(
     """Export ``generator(image, depth[, lens])`` at ``size`` = (H, W) into ``out_dir``.
 
     ``source`` holds the manifest's provenance: ``checkpoint``, ``checkpoint_sha256``, ``arch`` and
-    ``training_config``. Raises ``GateError`` (naming the gate, the value and the threshold),
+    ``training_config``. ``gpu_run``: ``"auto"`` runs the GPU-run gate (``export.gpu_run``) when a
+    Vulkan device is found and records why not otherwise; ``"require"`` makes a missing device an
+    error; ``"off"`` records that it was not asked for. Raises ``GateError`` (naming the gate, the value and the threshold),
     ``ToolError`` (a converter failed) or ``ValueError``/``FileNotFoundError`` for bad arguments.
     """
     out_dir = Path(out_dir)
@@ -130,9 +135,16 @@ def export_model(
         # Only an earlier export (a folder with a manifest) is replaced, never an arbitrary folder.
         raise ValueError(f"--out {out_dir}: exists and is not an exported model (no {MANIFEST_NAME}); "
                          "choose a new folder")
+    if converter == "litert-torch":
+        litert_torch_python()  # its environment is missing: say so now, naming `make venv-litert-torch`
     unknown = [p for p in precisions if p not in PRECISIONS]
     if unknown or not precisions:
         raise ValueError(f"precisions {list(precisions)}: choose from {', '.join(PRECISIONS)}")
+    if gpu_run not in ("auto", "require", "off"):
+        raise ValueError(f"gpu_run={gpu_run!r}: choose auto, require or off")
+    vulkan, no_vulkan = find_vulkan() if gpu_run != "off" else (None, "not asked for (--gpu-run off)")
+    if vulkan is None and gpu_run == "require":
+        raise ValueError(f"--gpu-run require: {no_vulkan}")
     calib, parity = _select_samples(Path(calib_dir) if calib_dir else None, calib_samples,
                                     Path(parity_dir) if parity_dir else None, parity_samples, size,
                                     need_calib="int8" in precisions)
@@ -142,7 +154,8 @@ def export_model(
     os.chmod(work, 0o777 & ~_umask())  # mkdtemp makes it private; the export is an ordinary folder
     log = work / "tools.log"  # deleted with the work folder; failures quote its tail
     seconds: dict[str, float] = {}
-    stages = ["onnx", "saved_model", *precisions]
+    direct = converter == "litert-torch"  # PyTorch → TFLite in one step, no SavedModel
+    stages = ["onnx", "litert_torch" if direct else "saved_model", *precisions]
     bar = tqdm(total=len(stages), desc=f"export {name}", unit="stage", disable=not progress)
 
     def done(stage: str, t0: float) -> None:
@@ -172,13 +185,21 @@ def export_model(
         gates.check_onnx_parity(onnx_diff)
         done("onnx", t0)
 
-        # 3. ONNX → SavedModel, once, at full size.
+        # 3. ONNX → SavedModel, once, at full size; or every TFLite file straight from PyTorch.
         t0 = time.perf_counter()
-        bar.set_postfix_str(f"SavedModel ({converter})")
-        saved_model = work / "saved_model"
-        with tool_log(log, f"ONNX → TensorFlow ({converter})"):
-            layout = to_saved_model(work / ONNX_NAME, saved_model, converter, work)
-        done("saved_model", t0)
+        if direct:
+            bar.set_postfix_str("TFLite (litert-torch)")
+            with tool_log(log, "PyTorch → TFLite (litert-torch)"):
+                converted = convert_all_with_litert_torch(generator, size, precisions, work, calib,
+                                                          per_channel=int8_per_channel)
+            layout = "NHWC"
+            done("litert_torch", t0)
+        else:
+            bar.set_postfix_str(f"SavedModel ({converter})")
+            saved_model = work / "saved_model"
+            with tool_log(log, f"ONNX → TensorFlow ({converter})"):
+                layout = to_saved_model(work / ONNX_NAME, saved_model, converter, work)
+            done("saved_model", t0)
 
         # 4. TFLite variants, each gated before the next one is built.
         variants: dict[str, dict] = {}
@@ -188,7 +209,10 @@ def export_model(
             rep = representative_dataset(calib, layout, lens_input) if precision == "int8" else None
             path = work / FILE_NAMES[precision]
             with tool_log(log, f"TFLite {precision} conversion"):
-                content = convert_tflite(saved_model, precision, rep, per_channel=int8_per_channel)
+                if direct:
+                    content = converted[precision]
+                else:
+                    content = convert_tflite(saved_model, precision, rep, per_channel=int8_per_channel)
                 insp = gates.inspect_tflite(content)
             gates.check_tflite_structure(precision, insp)
             path.write_bytes(content)
@@ -198,13 +222,28 @@ def export_model(
             psnr_db = min(gates.psnr(o, r) for o, r in zip(outs, refs))  # the worst sample decides
             gates.check_tflite_parity(precision, psnr_db)
             max_abs = max(float(np.abs(o - r).max()) for o, r in zip(outs, refs))
+            gpu = gpu_run_entry(None, skipped=no_vulkan)
+            if vulkan is not None:
+                bar.set_postfix_str(f"GPU run {precision}")
+                try:
+                    gpu = gate_tflite(path, precision, inputs, vulkan, cpu_outputs=outs, num_threads=num_threads)
+                except GpuUnavailable as e:  # the machine's Vulkan, not the model: say so, never pass silently
+                    if gpu_run == "require":
+                        raise ValueError(f"--gpu-run require: {e}") from e
+                    vulkan, no_vulkan = None, str(e)
+                    gpu = gpu_run_entry(None, skipped=no_vulkan)
             variants[precision] = variant_entry(
                 FILE_NAMES[precision], len(content), file_sha256(path), precision, psnr_db, max_abs,
-                insp.gpu_compatible, insp.flex_ops, insp.max_tensor_rank, insp.op_census,
+                insp.gpu_compatible, insp.flex_ops, insp.max_tensor_rank, insp.op_census, gpu,
             )
             done(precision, t0)
 
-        # 5. Manifest, then the atomic move into place.
+        # 5. The generator's weights for fine-tuning (safe to load, unlike a pickle), the manifest,
+        # then the atomic move into place.
+        if source.get("arch"):  # a NAFNet from load_generator; an arbitrary module has no arch to record
+            save_generator_safetensors(work / SAFETENSORS_NAME, generator, source["arch"], source.get("training_config"),
+                                       source={"checkpoint": source.get("checkpoint", ""),
+                                               "checkpoint_sha256": source.get("checkpoint_sha256", "")})
         manifest = build_manifest(
             name, source, size, layout, converter, variants,
             {"file": ONNX_NAME, "sha256": file_sha256(work / ONNX_NAME), "max_abs_diff_vs_pytorch": onnx_diff},

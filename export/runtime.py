@@ -11,7 +11,8 @@ and get the same NCHW float32 interface from
 * a ``.tflite`` file: the LiteRT interpreter (``ai_edge_litert``; ``tf.lite.Interpreter`` if it
   is missing) with the XNNPACK CPU delegate, which both apply by default to float and int8 models;
 * a ``.onnx`` file: ONNX Runtime on the CPU;
-* a checkpoint (``.ckpt`` / ``.pt``): PyTorch, through ``training.checkpoint.load_generator``.
+* a checkpoint (``.ckpt`` / ``.pt``) or ``model.safetensors``: PyTorch, through
+  ``training.checkpoint.load_generator``.
 
 When a ``manifest.json`` lies beside the file, the runner takes the model's name, layout and
 precision from it; otherwise it reads the layout off the input tensors. The output is returned as
@@ -33,7 +34,7 @@ __all__ = ["Runner", "load_runner", "parse_size", "TFLiteRunner", "OnnxRunner", 
 
 TFLITE_SUFFIXES = (".tflite",)
 ONNX_SUFFIXES = (".onnx",)
-CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth")
+CHECKPOINT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors")
 
 
 class Runner:
@@ -234,7 +235,7 @@ def parse_size(text: str, multiple: int = 16) -> tuple[int, int]:
 
 
 def load_runner(path: str | Path, num_threads: int = 2, flush_denormals: bool = False, spin: bool = True) -> Runner:
-    """A runner for a ``.tflite``, ``.onnx`` or PyTorch checkpoint file (chosen by suffix).
+    """A runner for a ``.tflite``, ``.onnx``, PyTorch checkpoint or ``.safetensors`` file (chosen by suffix).
 
     ``flush_denormals`` treats subnormal floats as zero in ONNX Runtime and PyTorch, as XNNPACK
     always does (it runs every operator with ``PTHREADPOOL_FLAG_DISABLE_DENORMALS``). Subnormal
@@ -252,4 +253,4 @@ def load_runner(path: str | Path, num_threads: int = 2, flush_denormals: bool = 
         return OnnxRunner(path, num_threads, flush_denormals, spin)
     if suffix in CHECKPOINT_SUFFIXES:
         return TorchRunner(path, num_threads, flush_denormals)
-    raise ValueError(f"{path}: unknown model type {suffix!r} (expected .tflite, .onnx, .ckpt or .pt)")
+    raise ValueError(f"{path}: unknown model type {suffix!r} (expected .tflite, .onnx, .ckpt, .pt or .safetensors)")

@@ -3,8 +3,10 @@
 * ``fp32``: the reference; XNNPACK on the CPU, and the GPU delegate (which computes in fp16 or fp32).
 * ``fp16``: float16 weights, float32 activations. Half the size; the GPU delegate consumes fp16
   weights directly, and the CPU dequantises them once at load time.
-* ``int8``: full-integer quantisation (int8 weights and activations) calibrated on real dataset
-  samples, RGB and depth both (``export.samples``). Inputs and output stay **float32** tensors, with
+* ``int8``: integer quantisation (int8 weights and activations) calibrated on real dataset
+  samples, RGB and depth both (``export.samples``), except the LayerNorms' RSQRT, kept in float
+  (``INT8_FLOAT_OPS``). It is the smallest file but not the fastest on the CPU, so the export
+  makes it only on request (export/README.md, "int8"). Inputs and output stay **float32** tensors, with
   one QUANTIZE per input and one DEQUANTIZE at the output: all three files then share one
   interface (the same float buffers, the same manifest entry), and the GPU delegate runs the
   quantised graph as it is. An int8/uint8 interface would save the app one multiply per pixel but
@@ -30,9 +32,16 @@ import numpy as np
 
 from export.samples import Sample
 
-__all__ = ["PRECISIONS", "FILE_NAMES", "INPUT_ORDER", "convert_tflite", "order_inputs", "representative_dataset", "to_layout"]
+__all__ = ["PRECISIONS", "DEFAULT_PRECISIONS", "INT8_FLOAT_OPS", "FILE_NAMES", "INPUT_ORDER", "convert_tflite", "order_inputs", "representative_dataset", "to_layout"]
 
 PRECISIONS = ("fp32", "fp16", "int8")
+# What `python -m export` makes unless --precisions says otherwise: int8 did not earn its place
+# (smaller, but slower than fp16 on the CPU and less faithful; export/README.md, "int8").
+DEFAULT_PRECISIONS = ("fp32", "fp16")
+# int8 ops kept in float: XNNPACK has no int8 RSQRT, so each LayerNorm's 1/σ split the int8 graph
+# into 73 delegate partitions run between TFLite's reference kernels; in float it stays a cheap
+# per-pixel op. Measured by ``python -m export.int8_study`` (export/README.md).
+INT8_FLOAT_OPS = ("RSQRT",)
 FILE_NAMES = {p: f"bokeh_{p}.tflite" for p in PRECISIONS}
 
 
@@ -61,6 +70,7 @@ def convert_tflite(
     precision: str,
     representative: Callable[[], Iterator[dict[str, np.ndarray]]] | None = None,
     per_channel: bool = False,
+    float_ops: tuple[str, ...] = INT8_FLOAT_OPS,
 ) -> bytes:
     import tensorflow as tf
 
@@ -76,10 +86,18 @@ def convert_tflite(
             raise ValueError("int8 conversion needs a representative dataset of real samples")
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = representative
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.SELECT_TF_OPS]
         converter.inference_input_type = tf.float32
         converter.inference_output_type = tf.float32
         converter._experimental_disable_per_channel = not per_channel  # no public switch in TF 2.15
+        if not float_ops:  # every op int8
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8, tf.lite.OpsSet.SELECT_TF_OPS]
+            return order_inputs(converter.convert())
+        converter.target_spec.supported_ops = ops
+        # Selective quantisation, TensorFlow's documented way (QuantizationDebugger's denylist).
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=representative,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops)))
+        return order_inputs(debugger.get_nondebug_quantized_model())
     converter.target_spec.supported_ops = ops
     return order_inputs(converter.convert())
 

@@ -7,6 +7,7 @@ of small probe models; the onnx-tf export of every precision is marked slow.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -30,6 +31,7 @@ from export.gates import (
     psnr,
     run_gpu_analyzer,
 )
+from export.gpu_run import GPU_RUN_MIN_PSNR_DB, GpuRun, check_gpu_run, find_vulkan
 from export.manifest import read_manifest, validate_manifest
 from export.onnx_export import onnx_max_abs_diff
 from export.pipeline import export_model
@@ -89,9 +91,10 @@ def tiny_ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny_ckpt, data_dir):
-    """The full default export: onnx2tf, fp32 + fp16 + int8, through the command line."""
+    """The full export: onnx2tf, fp32 + fp16 + int8 (int8 on request), through the command line."""
     out = tmp_path_factory.mktemp("models") / "tiny_onnx2tf"
-    rc = main(["--checkpoint", str(tiny_ckpt), "--size", "64x96", "--out", str(out), "--calib-data", str(data_dir),
+    rc = main(["--checkpoint", str(tiny_ckpt), "--size", "64x96", "--out", str(out), "--precisions", "fp32,fp16,int8",
+               "--calib-data", str(data_dir),
                "--calib-samples", "3", "--parity-samples", "2"])
     assert rc == 0
     return out
@@ -101,7 +104,12 @@ def exported(tmp_path_factory, tiny_ckpt, data_dir):
 
 def test_export_writes_every_file_and_a_manifest_per_schema(exported, tiny_ckpt):
     names = sorted(p.name for p in exported.iterdir())
-    assert names == ["bokeh_fp16.tflite", "bokeh_fp32.tflite", "bokeh_int8.tflite", "manifest.json", "model.onnx"]
+    assert names == ["bokeh_fp16.tflite", "bokeh_fp32.tflite", "bokeh_int8.tflite", "manifest.json", "model.onnx",
+                     "model.safetensors"]
+    # the weights for fine-tuning are the checkpoint's, loadable without unpickling
+    reloaded = load_generator(exported / "model.safetensors")
+    for k, w in _tiny_generator().state_dict().items():
+        assert torch.equal(reloaded.generator.state_dict()[k], w), k
     m = json.loads((exported / "manifest.json").read_text())
     validate_manifest(m)
     assert m["converter"] == "onnx2tf" and m["name"] == "tiny_onnx2tf"
@@ -177,6 +185,51 @@ def test_benchmark_times_every_runtime_in_one_run(exported, tmp_path, capsys):
     assert f"TFLite/PyTorch = {ratio:.3f}" in table and "2 threads, input 64x96" in table
 
 
+def test_every_exported_file_ran_fully_on_the_gpu_accelerator(exported):
+    """The GPU-run gate ran in the export above: each file compiled on LiteRT's GPU accelerator with
+    no CPU fallback and matched the CPU interpreter; without a Vulkan device, a skip that says why."""
+    runs = {k: v["gpu_run"] for k, v in read_manifest(exported)["variants"].items()}
+    if all(r["status"] == "skipped" for r in runs.values()):
+        pytest.skip(f"GPU-run gate not run: {runs['fp32']['reason']}")
+    for precision, run in runs.items():
+        assert run["status"] == "passed" and run["fully_accelerated"], (precision, run)
+        assert run["backend"] and run["device"], run
+        assert run["psnr_db_vs_cpu"] >= GPU_RUN_MIN_PSNR_DB[precision], (precision, run)
+
+
+def test_gpu_run_gate_verdicts():
+    """check_gpu_run on hand-made runs: fallback to the CPU fails, as does a PSNR under the budget."""
+    def run(full):
+        return GpuRun("dev", "Vulkan", "CPU", "test", full, 0.0, [0.0], [])
+
+    check_gpu_run("fp16", run(True), 50.0)
+    with pytest.raises(GateError, match="gpu-run.*not fully accelerated"):
+        check_gpu_run("fp16", run(False), 99.0)
+    with pytest.raises(GateError, match="gpu-run.*>= 45 dB"):
+        check_gpu_run("fp16", run(True), 44.9)
+    with pytest.raises(GateError):
+        check_gpu_run("fp32", run(True), float("nan"))
+
+
+def test_gpu_run_gate_fails_on_a_model_the_gpu_cannot_run(tmp_path, data_dir, monkeypatch):
+    """The ARG_MAX probe, with the static analyzer's gate switched off: the run itself catches the op
+    the GPU cannot take, so the gate does not rest on the analyzer. (The analyzer's own probe, ROUND,
+    runs fine on LiteRT's GPU accelerator: the two verdicts are not the same thing.)"""
+    if find_vulkan()[0] is None:
+        pytest.skip(find_vulkan()[1])
+    import export.pipeline as pipeline
+
+    real = pipeline.gates.check_tflite_structure
+    monkeypatch.setattr(pipeline.gates, "check_tflite_structure",
+                        lambda v, insp: real(v, dataclasses.replace(insp, gpu_compatible=True)))
+    out = tmp_path / "probe"
+    with pytest.raises(GateError) as err:
+        export_model(_Probe("argmax"), out, (32, 48), source={}, precisions=("fp32",), parity_dir=data_dir,
+                     progress=False, gpu_run="require")
+    assert err.value.gate == "gpu-run" and "ARG_MAX" in str(err.value), str(err.value)
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
+
+
 def test_fp16_model_is_gpu_compatible_only_as_the_delegate_sees_it(exported):
     """TF 2.15's analyzer counts dequantised fp16 weights as runtime inputs and rejects every
     convolution; the GPU delegate folds DEQUANTIZE(fp16 constant) first, and so does the gate."""
@@ -206,8 +259,10 @@ class _Probe(nn.Module):
             return image + torch.erf(x[:, :3])
         if self.tail == "pixelshuffle":  # DepthToSpace lowers to rank-6 reshape/transpose
             return nn.functional.pixel_shuffle(x, 2)[:, :3, ::2, ::2]
-        if self.tail == "round":  # a builtin op the GPU delegate does not implement
+        if self.tail == "round":  # a builtin op TF 2.15's analyzer rejects (LiteRT's GPU runs it)
             return image + torch.round(x[:, :3])
+        if self.tail == "argmax":  # int64 tensors: LiteRT's GPU accelerator cannot take them
+            return image + torch.argmax(x[:, :3], 1, keepdim=True).float()
         raise ValueError(self.tail)
 
 
@@ -290,7 +345,8 @@ def test_a_folder_that_is_not_an_export_is_never_replaced(tmp_path, tiny_ckpt, d
 
 def test_int8_without_calibration_data_is_refused(tmp_path, tiny_ckpt, data_dir, capsys):
     out = tmp_path / "model"
-    rc = main(["--checkpoint", str(tiny_ckpt), "--size", "64x96", "--out", str(out), "--parity-data", str(data_dir)])
+    rc = main(["--checkpoint", str(tiny_ckpt), "--size", "64x96", "--out", str(out), "--parity-data", str(data_dir),
+               "--precisions", "fp16,int8"])
     assert rc == 2 and "--calib-data" in capsys.readouterr().err and not out.exists()
 
 

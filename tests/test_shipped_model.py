@@ -73,3 +73,22 @@ def test_focus_and_strength_control_the_blur(runner, scene):
     # K = 0 is no blur at all: the photo back
     fg_none, bg_none = _kept(runner, image, depth, (subject_d, 0.0, 0.0), masks)
     assert bg_none > 0.9 and fg_none > 0.9, (bg_none, fg_none)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_shipped_files_run_fully_on_the_gpu_accelerator(scene, precision):
+    """The GPU-run gate on the shipped files, on an unseen synthetic scene at 1024x1536: every op on
+    LiteRT's GPU accelerator, output within the gate's budget of the CPU interpreter's."""
+    from export.gpu_run import GPU_RUN_MIN_PSNR_DB, find_vulkan, gate_tflite
+
+    device, why = find_vulkan()
+    if device is None:
+        pytest.skip(why)
+    image, depth, lens = scene
+    entry = gate_tflite(MODEL_DIR / f"bokeh_{precision}.tflite", precision,
+                        [(image, depth, lens.network_input())], device)
+    assert entry["status"] == "passed" and entry["fully_accelerated"]
+    assert entry["psnr_db_vs_cpu"] >= GPU_RUN_MIN_PSNR_DB[precision]
+    # the manifest's record is of the same kind of run
+    recorded = read_manifest(MODEL_DIR)["variants"][precision]["gpu_run"]
+    assert recorded["status"] == "passed" and recorded["fully_accelerated"]

@@ -65,7 +65,7 @@ def test_both_stages_fit_from_the_shipped_configs(tiny_dataset, tmp_path):
     ckpt_dir = out / "stage1" / "checkpoints"
     assert (ckpt_dir / "best.ckpt").is_file() and (ckpt_dir / "last.ckpt").is_file()
     assert (out / "stage1" / "config.yaml").is_file()  # resolved config next to the checkpoints
-    ckpt = torch.load(ckpt_dir / "best.ckpt", weights_only=False)
+    ckpt = torch.load(ckpt_dir / "best.ckpt", weights_only=True)
     assert ckpt["config"]["model"]["l1_weight"] == 0.5  # ...and inside each checkpoint
     logged = cli1.trainer.logged_metrics
     for key in ("train/l1", "train/ssim", "train/fore_edge", "train/edge_diff", "train/back_blur", "val/psnr", "val/ssim", "val/l1"):
@@ -141,7 +141,7 @@ def test_killed_run_resumes_at_the_saved_step(tiny_dataset, tmp_path):
                              "--trainer.callbacks.init_args.step", "5"], env=env, cwd=REPO, capture_output=True, text=True)
     assert killed.returncode == 137, killed.stderr[-3000:]
     last = out / "stage1" / "checkpoints" / "last.ckpt"
-    saved_step = torch.load(last, weights_only=False)["global_step"]
+    saved_step = torch.load(last, weights_only=True)["global_step"]
     assert saved_step == 4
     resumed = subprocess.run([*base, "--ckpt_path", str(last)], env=env, cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

@@ -129,7 +129,7 @@ def _decode(b64: str, dtype) -> np.ndarray:
 
 
 def run_page(base: str, query: str, tmp_path: Path, screenshot: Path | None = None, bench: bool = False,
-             ready_only: bool = False) -> dict:
+             ready_only: bool = False, webgpu: bool = False) -> dict:
     out = tmp_path / "result.json"
     cmd = [NODE, str(WEB / "e2e.mjs"), "--url", f"{base}/web_demo/index.html?{query}",
            "--out", str(out), "--timeout", str(PAGE_TIMEOUT_S), "--chromium", CHROMIUM]
@@ -139,6 +139,8 @@ def run_page(base: str, query: str, tmp_path: Path, screenshot: Path | None = No
         cmd.append("--bench")
     if ready_only:  # compile the model, run nothing: the model panel before any input
         cmd.append("--ready-only")
+    if webgpu:  # SwiftShader's WebGPU adapter instead of --disable-gpu
+        cmd.append("--webgpu")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PAGE_TIMEOUT_S + 60, cwd=REPO)
     if not out.exists():
         pytest.fail(f"e2e.mjs wrote no result (rc {proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
@@ -253,6 +255,35 @@ def test_page_output_matches_tflite_interpreter(model, precision, server, models
         Image.open(shot).convert("RGB").save(tmp, format="PNG", optimize=True)
         os.chmod(tmp, 0o644)
         os.replace(tmp, dst)
+
+
+@needs_browser
+@pytest.mark.parametrize(("model", "precision"), [("tiny", "fp32"), ("tiny_lens", "fp16")])
+def test_page_webgpu_path_matches_wasm_and_interpreter(model, precision, server, models_dir, samples, tmp_path):
+    """The page on WebGPU (LiteRT.js's GPU accelerator on Chromium's SwiftShader adapter) gives the
+    output of its WASM path and of the Python interpreter, on the same input and lens."""
+    from web_demo.fixture_model import run_tflite
+
+    query = f"model={model}&sample={SAMPLE}&precision={precision}"
+    gpu = run_page(server, query + "&accelerator=webgpu", tmp_path, webgpu=True)
+    assert gpu["ok"], f"page failed: {gpu['error']}\n" + "\n".join(gpu.get("console", []))
+    if gpu["accelerator"] != "webgpu":  # the page fell back to WASM: no adapter in this browser
+        why = [x for x in gpu["console"] if "adapter" in x.lower()]
+        pytest.skip(f"Chromium offered no WebGPU adapter: {why[:2]}")
+    cpu = run_page(server, query + "&accelerator=wasm", tmp_path)
+    assert cpu["ok"] and cpu["accelerator"] == "wasm", cpu["error"]
+    assert gpu["lens"] == cpu["lens"]  # the same auto-focus either way (None for a depth-only model)
+
+    image, depth = _sample_inputs(samples, SAMPLE)
+    manifest = json.loads((models_dir / model / "manifest.json").read_text())
+    ref = run_tflite(models_dir / model / f"bokeh_{precision}.tflite",
+                     {"image": image, "depth": depth, **_page_lens_inputs(manifest, gpu)})["bokeh"]
+    gpu_out = np.clip(_decode(gpu["output_b64"], np.float32).reshape(ref.shape), 0, 1)
+    wasm_out = np.clip(_decode(cpu["output_b64"], np.float32).reshape(ref.shape), 0, 1)
+    ref01 = np.clip(ref, 0, 1)
+    assert psnr(gpu_out, ref01) >= PSNR_MIN_DB, f"WebGPU vs interpreter: {psnr(gpu_out, ref01):.1f} dB"
+    assert psnr(gpu_out, wasm_out) >= PSNR_MIN_DB, f"WebGPU vs WASM: {psnr(gpu_out, wasm_out):.1f} dB"
+    assert psnr(ref01, image) < 35.0, "model output is (nearly) the input; the test would prove nothing"
 
 
 @needs_browser

@@ -29,12 +29,12 @@ raises :class:`BadSampleError` naming the file; ``on_bad_file="skip"`` skips it 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import multiprocessing
 import multiprocessing.context
 import os
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -186,16 +186,11 @@ def write_depth_png(path: str | os.PathLike, disparity: torch.Tensor | np.ndarra
     if d.ndim != 2:
         raise ValueError(f"disparity for {path} must be (H, W) or (1, H, W), got shape {disparity.shape}")
     arr = np.round(np.clip(d.astype(np.float64), 0.0, 1.0) * 65535.0).astype(np.uint16)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(arr).save(f, format="PNG")  # uint16 array → mode "I;16"
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from training.renderers.lens import atomic_write_bytes  # the project's one atomic writer
+
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")  # uint16 array → mode "I;16"
+    atomic_write_bytes(Path(path), buf.getvalue())
 
 
 # ----------------------------------------------------------------------------- layouts

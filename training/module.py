@@ -10,6 +10,8 @@ LightningModule. It only wires networks, losses, optimisers and logging together
 Which terms run is decided by the weights alone (a weight of 0 switches a term off), so one class
 serves both stages and every term's weight lives in the stage's YAML. Stage 2 starts from the
 stage-1 generator through ``init_generator`` (weights only: the stage-1 optimiser is not resumed).
+Every fit that checkpoints also keeps ``model.safetensors`` beside ``best.ckpt``
+(``training.callbacks.GeneratorSafetensors``): the generator without a pickle.
 
 Speed levers for one GPU (``docs/gpu_training.md``, measured by ``python -m training.benchmark``):
 ``channels_last``, ``compile`` and ``fused_adam``. None of them changes what a step computes, only
@@ -63,7 +65,8 @@ class BokehGAN(L.LightningModule):
         # Cosine decay of both learning rates to 1 % over this many batches; None keeps them
         # constant (the paper gives no schedule). Short CPU runs need it: a constant 1e-3 ends noisy.
         lr_decay_steps: int | None = None,
-        # Start from these generator weights (stage 2 ← stage 1); weights only, no optimiser state.
+        # Start from these generator weights (stage 2 ← stage 1): a .ckpt, generator .pt or
+        # model.safetensors (training.checkpoint.load_generator); weights only, no optimiser state.
         init_generator: str | None = None,
         # torchvision's vgg19-dcbb9e9d.pth; only needed when vgg_weight > 0.
         vgg_weights: str | None = None,
@@ -316,6 +319,13 @@ class BokehGAN(L.LightningModule):
             experiment.add_image("val/samples", grid.clamp(0, 1), self.global_step)
 
     # ------------------------------------------------------------------ checkpoints
+    def configure_callbacks(self) -> list[L.Callback]:
+        from training.callbacks import GeneratorSafetensors  # noqa: PLC0415
+
+        # model.safetensors beside best.ckpt, so the generator can be shared without a pickle. Only
+        # when the trainer checkpoints at all (the speed benchmark does not).
+        return [GeneratorSafetensors()] if self.trainer.checkpoint_callbacks else []
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Exported models record the config they were trained with (export/manifest.py).
         checkpoint["config"] = self.training_config

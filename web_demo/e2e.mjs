@@ -1,7 +1,11 @@
 // Drive the demo page in Debian's headless Chromium (no browser download) and dump what it did.
 //
 //   node web_demo/e2e.mjs --url 'http://127.0.0.1:8000/web_demo/index.html?model=fixture&sample=0' \
-//        [--out result.json] [--screenshot page.png] [--timeout 90] [--bench] [--ready-only]
+//        [--out result.json] [--screenshot page.png] [--timeout 90] [--bench] [--ready-only] [--webgpu]
+//
+// --webgpu: offer the page a WebGPU adapter. Headless Chromium has SwiftShader's (a software
+// Vulkan device inside the chromium package), so the page's WebGPU path runs without a GPU; use it
+// with ?accelerator=webgpu. Without --webgpu the browser runs with --disable-gpu (WebAssembly only).
 //
 // --ready-only: wait until the model is compiled, run nothing, and dump {ok, error, facts} (what
 // the model panel shows before any input, e.g. the manifest's default lens).
@@ -27,6 +31,7 @@ const {values: args} = parseArgs({
     timeout: {type: 'string', default: '90'},
     bench: {type: 'boolean', default: false},
     'ready-only': {type: 'boolean', default: false},
+    webgpu: {type: 'boolean', default: false},
     chromium: {type: 'string', default: process.env.CHROMIUM ?? '/usr/bin/chromium'},
   },
 });
@@ -41,11 +46,12 @@ if (!existsSync(args.chromium)) {
 
 // Without the networking flags Chromium keeps trying to reach Google services, and on a closed
 // network those connections are refused and slow everything down. --disable-gpu: CI has no GPU,
-// so the page runs LiteRT.js on WebAssembly.
+// so the page runs LiteRT.js on WebAssembly, unless --webgpu asks for SwiftShader's WebGPU adapter.
 const flags = [
-  '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--no-sandbox', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--disable-default-apps', '--disable-extensions',
+  ...(args.webgpu ? ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'] : ['--disable-gpu']),
 ];
 const profile = mkdtempSync(join(tmpdir(), 'bokeh-chromium-'));
 const timeoutMs = Number(args.timeout) * 1000;

@@ -235,6 +235,8 @@ def build_fixture(
             flex_ops=[],
             max_tensor_rank=4,
             op_census=_op_census(path),
+            # A stand-in for the page's tests, not a model anyone ships: the GPU-run gate is for exports.
+            gpu_run={"status": "skipped", "reason": "web-demo fixture, not an export"},
         )
 
     # The exporter's own manifest code, so the fixture follows the shared schema by construction

@@ -210,13 +210,21 @@ function showFacts(accelerator) {
                  : 'none (depth-only model)',
     accelerator: accelerator + (accelerator === 'wasm' ? (state.threads ? ', threads' : ', 1 thread') : ''),
     converter: m.converter ?? '?',
-    'GPU-compatible': String(s.variant.gpu_compatible ?? '?'),
+    'GPU run': gpuRunText(s.variant.gpu_run),
   };
   $('model-facts').replaceChildren(...Object.entries(facts).flatMap(([k, v]) => {
     const dt = document.createElement('dt'); dt.textContent = k;
     const dd = document.createElement('dd'); dd.textContent = v; dd.dataset.fact = k;
     return [dt, dd];
   }));
+}
+
+/** What the exporter's GPU-run gate measured (manifest variants[p].gpu_run, export/gpu_run.py). */
+function gpuRunText(run) {
+  if (!run) return 'not recorded (older export)';
+  if (run.status !== 'passed') return `not run at export: ${run.reason}`;
+  return `fully on LiteRT's GPU accelerator (${run.device}, ${run.backend}), ` +
+         `${run.psnr_db_vs_cpu.toFixed(1)} dB vs CPU`;
 }
 
 /** "d_f 0.80 · K 35.8 px · dof 0.10": the lens values as fed, for the page and its latency panel. */

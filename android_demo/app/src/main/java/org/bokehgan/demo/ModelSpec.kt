@@ -71,7 +71,11 @@ class ExportManifest private constructor(json: JSONObject, spec: ModelSpec, bund
     val width: Int
     /** Precisions whose .tflite file is in the APK, in the spec's order. */
     val bundledPrecisions: List<String>
-    /** manifest.variants[precision].gpu_compatible, as measured by the exporter. */
+    /**
+     * Whether the exporter saw the file run fully on LiteRT's GPU accelerator
+     * (manifest.variants[precision].gpu_run.status == "passed"); where that run was skipped, the
+     * static analyzer's verdict (gpu_compatible) stands in.
+     */
     val gpuCompatible: Map<String, Boolean>
     /**
      * The lens a lens-conditioned export is fed: its manifest's `default` (d_f, K, dof), checked.
@@ -134,7 +138,11 @@ class ExportManifest private constructor(json: JSONObject, spec: ModelSpec, bund
         if (bundledPrecisions.isEmpty()) {
             fail("none of ${spec.precisions.map(spec::modelFile)} is in the APK's assets (run the copyModel task)")
         }
-        gpuCompatible = bundledPrecisions.associateWith { variants.getJSONObject(it).optBoolean("gpu_compatible", true) }
+        gpuCompatible = bundledPrecisions.associateWith {
+            val v = variants.getJSONObject(it)
+            val run = v.optJSONObject("gpu_run")
+            if (run != null && run.optString("status") == "passed") true else v.optBoolean("gpu_compatible", true)
+        }
     }
 
     companion object {
