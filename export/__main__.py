@@ -35,8 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"onnx2tf (NHWC) or onnx-tf (NCHW), ONNX → TensorFlow → TFLite; or litert-torch (NHWC), "
                         f"PyTorch → TFLite in its own environment (make venv-litert-torch) (default {DEFAULT_CONVERTER})")
     p.add_argument("--precisions", default=",".join(DEFAULT_PRECISIONS),
-                   help=f"comma-separated subset of {','.join(PRECISIONS)} (default {','.join(DEFAULT_PRECISIONS)}: "
-                        "int8 is smaller but slower than fp16 on the CPU, see export/README.md)")
+                   help=f"comma-separated subset of {','.join(PRECISIONS)} (default {','.join(DEFAULT_PRECISIONS)})")
     p.add_argument("--calib-data", type=Path, help="dataset split folder (original/, depth/) for int8 calibration")
     p.add_argument("--calib-samples", type=int, default=8, help="number of calibration samples (default 8)")
     p.add_argument("--parity-data", type=Path, help="split folder for the parity gates (default: --calib-data; "

@@ -18,7 +18,8 @@ Built from the same SavedModel and timed interleaved on the XNNPACK CPU delegate
 Printed per file: size, PSNR vs PyTorch (worst parity sample), the number of XNNPACK partitions
 (1 = the whole graph in one delegate; every op XNNPACK refuses splits it and runs on TFLite's
 reference kernels) and the median latency with its ratio to fp16. A second table says which of the
-LayerNorm's int8 ops XNNPACK takes, each in a one-op graph.
+LayerNorm's int8 ops XNNPACK takes, each in a one-op graph (the inference form rewrites the ones it
+refuses: ``export.reparam.NormalizeChannels``).
 """
 
 from __future__ import annotations
@@ -61,13 +62,15 @@ def _variants(saved_model: Path, rep) -> dict[str, bytes]:
 
 
 def _op_probe() -> list[tuple[str, int]]:
-    """(op, XNNPACK partitions) for one-op int8 graphs after a 1x1 conv; 1 = delegated whole."""
+    """(op, XNNPACK partitions) for one-op int8 graphs after a 1x1 conv; 1 = delegated whole.
+    (The probes are TensorFlow functions written for this table, not the exported graph.)"""
     import tensorflow as tf
 
     shape = [1, 16, 16, 8]
     probes = {
         "MEAN over channels (LayerNorm μ)": lambda x: tf.reduce_mean(x, axis=3, keepdims=True) + x,
         "SUB of the channel mean (x − μ)": lambda x: x - tf.reduce_mean(x, axis=3, keepdims=True),
+        "ADD of ε to the variance (a scalar)": lambda x: tf.reduce_mean(x, axis=3, keepdims=True) + 1e-6 + x,
         "RSQRT (1/σ)": lambda x: tf.math.rsqrt(x + 1.0),
         "MUL (SimpleGate)": lambda x: x * (x + 0.5),
         "MEAN over H, W (channel attention)": lambda x: tf.reduce_mean(x, axis=[1, 2], keepdims=True) * x,

@@ -15,7 +15,10 @@ PyTorch generator, so every rearrangement below is checked on every export. Each
   two per-channel broadcasts fewer per norm (~15 ms per norm at level 0).
 * **β and γ folded into conv3 and conv5**: ``conv(x)·β = (β W) x + β b₀``.
 
-Nothing else changes: layer norm statistics, channel attention, up/down-sampling and the global
+* **LayerNorm's two channel means as 1×1 convs** with constant kernels (the variance's with ε as
+  its bias), so that the int8 file stays on XNNPACK (``NormalizeChannels`` says why).
+
+Nothing else changes: layer norm variance, channel attention, up/down-sampling and the global
 residual are the original modules.
 """
 
@@ -24,6 +27,7 @@ from __future__ import annotations
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from training.model import NAFBlock
@@ -32,17 +36,27 @@ __all__ = ["NormalizeChannels", "InferenceNAFBlock", "inference_form"]
 
 
 class NormalizeChannels(nn.Module):
-    """``LayerNorm2d`` without its affine part (folded into the following conv)."""
+    """``LayerNorm2d`` without its affine part (folded into the following conv).
 
-    def __init__(self, eps: float) -> None:
+    Both channel means are written as 1×1 convs with constant kernels: the centring
+    ``x − mean_c(x) = x + conv1x1(x)`` (kernel −1/C) and the variance plus ε
+    ``mean_c(x̃²) + ε = conv1x1(x̃²)`` (kernel 1/C, bias ε). The same numbers, but in the int8 file
+    the original SUB (broadcast over channels) and ``+ ε`` (a scalar ADD) are ops XNNPACK has no
+    int8 kernel for: each of the 72 LayerNorms split the graph there, and the split-off ops ran on
+    TFLite's reference kernels (``python -m export.int8_study``). CONV_2D and a same-rank ADD it runs.
+    """
+
+    def __init__(self, eps: float, channels: int) -> None:
         super().__init__()
-        self.eps = eps
+        # constants, not weights: buffers, so the parameter count and the folding are unchanged
+        self.register_buffer("neg_mean", torch.full((1, channels, 1, 1), -1.0 / channels))
+        self.register_buffer("mean", torch.full((1, channels, 1, 1), 1.0 / channels))
+        self.register_buffer("eps", torch.full((1,), float(eps)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        mu = x.mean(1, keepdim=True)
-        xc = x - mu
-        var = (xc * xc).mean(1, keepdim=True)  # centred first, as LayerNorm2d, for fp16 GPU kernels
-        return xc * torch.rsqrt(var + self.eps)
+        xc = x + F.conv2d(x, self.neg_mean)  # x − mean over channels
+        var_eps = F.conv2d(xc * xc, self.mean, self.eps)  # centred first, as LayerNorm2d, for fp16 GPU kernels
+        return xc * torch.rsqrt(var_eps)
 
 
 def _conv(weight: torch.Tensor, bias: torch.Tensor, groups: int = 1, padding: int = 0) -> nn.Conv2d:
@@ -68,7 +82,7 @@ class InferenceNAFBlock(nn.Module):
         super().__init__()
         with torch.no_grad():
             c2 = block.conv1.out_channels // 2  # SimpleGate halves
-            self.norm1 = NormalizeChannels(block.norm1.eps)
+            self.norm1 = NormalizeChannels(block.norm1.eps, block.norm1.weight.numel())
             w1, b1 = _fold_norm(block.norm1, block.conv1)
             self.conv1a, self.conv1b = _conv(w1[:c2], b1[:c2]), _conv(w1[c2:], b1[c2:])
             w2, b2 = block.conv2.weight, block.conv2.bias  # depthwise: channel i uses w2[i]
@@ -79,7 +93,7 @@ class InferenceNAFBlock(nn.Module):
             self.conv3 = _conv(block.conv3.weight * beta.view(-1, 1, 1, 1), block.conv3.bias * beta)
 
             f2 = block.conv4.out_channels // 2
-            self.norm2 = NormalizeChannels(block.norm2.eps)
+            self.norm2 = NormalizeChannels(block.norm2.eps, block.norm2.weight.numel())
             w4, b4 = _fold_norm(block.norm2, block.conv4)
             self.conv4a, self.conv4b = _conv(w4[:f2], b4[:f2]), _conv(w4[f2:], b4[f2:])
             gamma = block.gamma.reshape(-1)

@@ -91,7 +91,7 @@ def tiny_ckpt(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny_ckpt, data_dir):
-    """The full export: onnx2tf, fp32 + fp16 + int8 (int8 on request), through the command line."""
+    """The full default export: onnx2tf, fp32 + fp16 + int8, through the command line."""
     out = tmp_path_factory.mktemp("models") / "tiny_onnx2tf"
     rc = main(["--checkpoint", str(tiny_ckpt), "--size", "64x96", "--out", str(out), "--precisions", "fp32,fp16,int8",
                "--calib-data", str(data_dir),
@@ -127,13 +127,15 @@ def test_export_writes_every_file_and_a_manifest_per_schema(exported, tiny_ckpt)
         assert v["gpu_compatible"] is True and v["flex_ops"] == [] and v["max_tensor_rank"] <= 4
         census = v["op_census"]
         # Expected counts come from the PyTorch module list, not from the file. The inference
-        # form (export/reparam.py) splits each block's conv1, conv4 and depthwise conv2 in two.
+        # form (export/reparam.py) splits each block's conv1, conv4 and depthwise conv2 in two, and
+        # writes each of its two LayerNorms' channel means as two 1x1 convs (4 more per block).
         gen = _tiny_generator()
         n_blocks = sum(1 for mod in gen.modules() if isinstance(mod, NAFBlock))
         n_dw = sum(1 for mod in gen.modules() if isinstance(mod, nn.Conv2d) and mod.groups > 1)
         n_conv = sum(1 for mod in gen.modules() if isinstance(mod, nn.Conv2d)) - n_dw
         n_up = sum(1 for mod in gen.modules() if isinstance(mod, nn.ConvTranspose2d))
-        assert census["CONV_2D"] == n_conv + 2 * n_blocks and census["DEPTHWISE_CONV_2D"] == 2 * n_dw
+        assert census["CONV_2D"] == n_conv + 2 * n_blocks + 4 * n_blocks and census["DEPTHWISE_CONV_2D"] == 2 * n_dw
+        assert census.get("SUB", 0) == 0  # no LayerNorm SUB left (the lens head of a lens model has its own)
         assert "STRIDED_SLICE" not in census  # SimpleGate without channel slices
         assert census["TRANSPOSE_CONV"] == n_up
         assert "TRANSPOSE" not in census  # onnx2tf lays the graph out as NHWC: no layout shuffling

@@ -8,6 +8,7 @@ The conversions are skipped, naming ``make venv-litert-torch``, where that envir
 from __future__ import annotations
 
 import os
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -17,6 +18,7 @@ import torch
 from torch import nn
 
 from export.gates import TFLITE_MIN_PSNR_DB, check_tflite_structure, inspect_tflite, psnr
+from export.gpu_run import find_vulkan, gate_tflite
 from export.litert_torch import (
     VENV,
     LiteRTTorchUnavailable,
@@ -101,3 +103,10 @@ def test_tiny_generator_converts_faithfully(tmp_path, tiny_dataset, lens_input):
         assert runner.layout == "NHWC" and runner.lens_input == lens_input
         worst = min(psnr(runner(*s.args()), ref) for s, ref in zip(parity, refs))
         assert worst >= TFLITE_MIN_PSNR_DB[precision], f"{precision}: {worst:.2f} dB"
+        # ... and the GPU-run gate, as `python -m export --converter litert-torch` applies it
+        device, why = find_vulkan()
+        if device is not None:
+            run = gate_tflite(path, precision, [s.args() for s in parity], device)
+            assert run["status"] == "passed" and run["fully_accelerated"], run
+        else:
+            warnings.warn(f"GPU-run gate not run: {why}")

@@ -14,8 +14,9 @@ Accepts
 PyTorch files are read with ``torch.load(weights_only=True)``: a checkpoint is a pickle, and a pickle
 from someone else can run any code while it loads. The project's own checkpoints hold only tensors,
 dicts, lists, tuples, numbers and strings (measured on stage-1 and stage-2 ``best.ckpt``/``last.ckpt``
-and on the shipped ``generator.pt``; ``tests/test_checkpoint_safety.py`` keeps it true), which
-torch's weights-only unpickler allows by default, so no other type is allowlisted.
+and on the generator.pt the shipped model carried before its model.safetensors;
+``tests/test_checkpoint_safety.py`` keeps it true), which torch's weights-only unpickler allows by
+default, so no other type is allowlisted.
 """
 
 from __future__ import annotations

@@ -173,6 +173,17 @@ def _gpu_compatible(model_content: bytes) -> bool:
     return "compatible with GPU delegate" in buf.getvalue() and "not compatible" not in buf.getvalue()
 
 
+def _gpu_run(path: Path, precision: str, probe: dict[str, np.ndarray]) -> dict:
+    """The export's GPU-run gate on the fixture file too (export/gpu_run.py), on the probe input."""
+    from export.gpu_run import find_vulkan, gate_tflite, gpu_run_entry
+
+    device, why = find_vulkan()
+    if device is None:
+        return gpu_run_entry(None, skipped=why)
+    nchw = tuple(np.ascontiguousarray(probe[k].transpose(0, 3, 1, 2)) for k in ("image", "depth"))
+    return gate_tflite(path, precision, [nchw], device, num_threads=1)
+
+
 def build_fixture(
     out_dir: str | os.PathLike,
     size: tuple[int, int] = (192, 288),
@@ -235,8 +246,7 @@ def build_fixture(
             flex_ops=[],
             max_tensor_rank=4,
             op_census=_op_census(path),
-            # A stand-in for the page's tests, not a model anyone ships: the GPU-run gate is for exports.
-            gpu_run={"status": "skipped", "reason": "web-demo fixture, not an export"},
+            gpu_run=_gpu_run(path, precision, probe),
         )
 
     # The exporter's own manifest code, so the fixture follows the shared schema by construction
