@@ -470,3 +470,36 @@ def test_serve_names_every_repo_model(capsys, monkeypatch):
         precision = serve.default_precision(json.loads(path.read_text()))
         assert f"index.html?model={path.parent.name}&precision={precision}" in out, out
     assert manifests or "no exported model" in out, out
+
+
+def test_serve_only_serves_the_page_and_the_models(tmp_path):
+    """Under --bind 0.0.0.0 the server is on the LAN: .git, runs/, listings and symlinks that lead
+    out of a served folder are a 404; the page and a model's files are served."""
+    import urllib.error
+    import urllib.request
+
+    from web_demo.serve import serve_in_thread
+
+    models = tmp_path / "models"
+    (models / "m").mkdir(parents=True)
+    (models / "m" / "manifest.json").write_text("{}")
+    (models / "m" / "leak").symlink_to("/etc/hostname")
+    srv, base = serve_in_thread(models_dir=models)
+
+    def status(path: str) -> int:
+        try:
+            with urllib.request.urlopen(base + path) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    try:
+        assert status("/web_demo/index.html") == 200
+        assert status("/tflite_models/m/manifest.json") == 200
+        assert status("/web_demo/") == 200  # its index.html, not a listing
+        for path in ("/.git/config", "/README.md", "/runs/", "/", "/web_demo/samples/", "/tflite_models/",
+                     "/tflite_models/m/leak", "/web_demo/../.git/config", "/web_demo/%2e%2e/.git/config"):
+            assert status(path) == 404, path
+    finally:
+        srv.shutdown()
+        srv.server_close()

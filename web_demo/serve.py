@@ -12,6 +12,10 @@ WebAssembly, so LiteRT.js can run its multi-threaded XNNPACK build, and it serve
 ``.mjs`` with the MIME types that streaming WebAssembly compilation and ES modules require.
 ``--models DIR`` serves another folder as ``/tflite_models/`` (the tests use it for a fixture).
 
+Only what the page needs is served: files under ``web_demo/`` and the models folder, after
+resolving symlinks, and no directory listings. The rest of the repository (``.git``, ``runs/``,
+``weights/``) is a 404, which matters under ``--bind 0.0.0.0`` (testing from a phone on the LAN).
+
 Usage::
 
     python web_demo/serve.py [--port 8000] [--bind 127.0.0.1] [--models DIR]
@@ -50,6 +54,22 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
         self.models_dir = models_dir
         self.quiet = quiet
         super().__init__(*args, **kwargs)
+
+    def _roots(self) -> list[Path]:
+        root = Path(self.directory).resolve()
+        return [root / "web_demo", self.models_dir or root / "tflite_models"]
+
+    def send_head(self):  # noqa: ANN201 (stdlib signature)
+        # Resolved, so a symlink inside a served folder cannot lead out of it.
+        real = Path(self.translate_path(self.path)).resolve()
+        if not any(real == r or r in real.parents for r in self._roots()):
+            self.send_error(404, "Not found")
+            return None
+        return super().send_head()
+
+    def list_directory(self, path):  # noqa: ANN001, ANN201 (stdlib signature)
+        self.send_error(404, "Not found")  # no listings: the page never needs one
+        return None
 
     def translate_path(self, path: str) -> str:
         clean = posixpath.normpath(urllib.parse.unquote(urllib.parse.urlsplit(path).path))
