@@ -421,6 +421,9 @@ def test_parse_size():
     for bad in ("1024", "1000x1536", "axb", "0x16"):
         with pytest.raises(ValueError):
             parse_size(bad)
+    assert parse_size("3008x4000") == (3008, 4000)  # a 12 Mpx photo
+    with pytest.raises(ValueError, match="Mpx"):  # an allocator traceback minutes in, before
+        parse_size("16384x16384")
 
 
 @pytest.mark.slow

@@ -176,3 +176,12 @@ def test_lens_conditioned_model_trains_through_both_stages(tmp_path):
         from training.module import BokehGAN
 
         BokehGAN(width=4, enc_blocks=(1, 1, 1, 1), dec_blocks=(1, 1, 1, 1), middle_blocks=1, init_generator=str(best))
+
+
+def test_command_line_run_does_not_warn_about_args():
+    """`python -m training` lets LightningCLI read sys.argv: handing it sys.argv[1:] as ``args`` too
+    made every run print LightningCLI's "args parameter is intended to run from within Python"."""
+    p = subprocess.run([sys.executable, "-m", "training", "fit", "--help"], capture_output=True, text=True,
+                       cwd=Path(__file__).resolve().parents[1])
+    assert p.returncode == 0 and "--model.lens_input" in p.stdout
+    assert "args parameter is intended" not in p.stderr, p.stderr[-500:]

@@ -12,8 +12,6 @@ files compose, later ones overriding earlier ones (``--config training/configs/q
 
 from __future__ import annotations
 
-import sys
-
 import yaml
 from lightning.pytorch.cli import LightningCLI
 
@@ -43,4 +41,4 @@ def main(args: list[str] | None = None) -> BokehCLI:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:] or None)
+    main()  # LightningCLI reads sys.argv itself; passing it as args too makes it warn on every run
