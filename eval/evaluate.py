@@ -749,6 +749,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     tflite = [f for group in args.tflite for f in group]
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        print(f"error: --out {args.out}: is a file, not a folder for the results", file=sys.stderr)
+        return 2
     try:
         models = make_model_callables(args.checkpoint, args.onnx, tflite, args.renderer, args.identity, args.threads)
         if not models:

@@ -85,6 +85,28 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
+def _remove_stale_work(out_dir: Path) -> list[Path]:
+    """Delete the work folders of earlier exports to ``out_dir`` whose process is gone (a killed
+    export leaves 13-35 MB behind), never those of an export still running. Returns what went."""
+    gone = []
+    for p in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
+        pid = p.name[len(f".{out_dir.name}.tmp-"):].split("-", 1)[0]
+        if p.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+            gone.append(p)
+    return gone
+
+
 def _move_into_place(work: Path, out_dir: Path) -> None:
     """Swap the finished work folder in; an older export is removed only after the swap."""
     old = None
@@ -150,7 +172,9 @@ def export_model(
                                     need_calib="int8" in precisions)
     generator = generator.eval()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    _remove_stale_work(out_dir)
+    # The pid in the name tells a later export whether this folder's owner is still running.
+    work = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-{os.getpid()}-"))
     os.chmod(work, 0o777 & ~_umask())  # mkdtemp makes it private; the export is an ordinary folder
     log = work / "tools.log"  # deleted with the work folder; failures quote its tail
     seconds: dict[str, float] = {}

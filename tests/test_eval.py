@@ -256,3 +256,18 @@ def test_val294_ids_on_an_ebb_root(tmp_path):
     (t / "original" / "4500.png").unlink()
     with pytest.raises(FileNotFoundError, match="4500"):
         resolve_split(root, "val294")
+
+
+def test_out_that_is_a_file_is_one_clear_error(tmp_path, capsys):
+    """Probe row 8: `eval --out FILE` and `training.synth --out FILE` ended in a FileExistsError
+    traceback; both now stop before any work with one line naming the path."""
+    from eval.evaluate import main as eval_main
+    from training.synth import main as synth_main
+
+    f = tmp_path / "a_file"
+    f.write_text("x")
+    assert eval_main(["--data", str(tmp_path), "--identity", "--out", str(f)]) == 2
+    assert f"--out {f}: is a file" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        synth_main(["--out", str(f), "--train", "0", "--val", "1"])
+    assert e.value.code == 2 and f"--out {f}: is a file" in capsys.readouterr().err

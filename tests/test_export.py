@@ -293,6 +293,25 @@ def _perturbed(content: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
+def test_a_killed_exports_work_folder_is_removed_by_the_next_export(tmp_path):
+    """Probe row 7: a killed export's hidden work folder used to stay forever. The next export to
+    the same place removes it when its process is gone, and leaves a running export's alone."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(dead.stdout)
+    stale = tmp_path / f".probe.tmp-{dead_pid}-abc123"
+    running = tmp_path / f".probe.tmp-{os.getppid()}-def456"  # pytest's parent: alive
+    for d in (stale, running):
+        d.mkdir()
+        (d / "bokeh_fp32.tflite").write_bytes(b"half-written")
+    from export.pipeline import _remove_stale_work  # what export_model runs first
+
+    assert _remove_stale_work(tmp_path / "probe") == [stale]
+    assert not stale.exists() and running.exists()
+
+
 def test_parity_gate_fails_on_a_perturbed_tflite_and_keeps_the_previous_export(exported, data_dir, monkeypatch):
     import export.pipeline as pipeline
 

@@ -784,6 +784,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--train and --val must be >= 0")
     if args.workers < 1:
         p.error("--workers must be >= 1")
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        p.error(f"--out {args.out}: is a file, not a folder for the data set")
     # one thread per process: on a shared 2-core machine a second OpenMP thread made generation 6x
     # slower (measured); use --workers 2 to use both cores
     torch.set_num_threads(1)
