@@ -391,3 +391,25 @@ def test_bad_lens_csv_names_the_file_and_line(tmp_path, row):
     csv.write_text(f"id,d_f,K\n{row}\n")
     with pytest.raises(ValueError, match=r"lens.csv:2"):
         read_lens_csv(csv)
+
+
+def test_check_is_a_gate(tmp_path, capsys):
+    """Probe row 6: `python -m training.data --check` exited 0 whatever it found, loaded 16-px crops
+    (so an image smaller than the training crop passed) and did nothing without arguments."""
+    from training.data import _main
+
+    from tests.conftest import write_pairs
+
+    root = tmp_path / "synthetic"
+    write_pairs(root / "train", 3, height=64, width=96)
+    write_pairs(root / "val", 2, height=64, width=96)
+    assert _main(["--check", str(root), "--crop-size", "64"]) == 0
+    assert "0 bad samples" in capsys.readouterr().out
+    # the default is the paper's 1024 crop: 64x96 images are too small for it
+    assert _main(["--check", str(root)]) == 1
+    out = capsys.readouterr()
+    assert "3 bad samples" in out.out and "smaller than the 1024x1024" in out.err + out.out  # the 3 training pairs
+    (root / "train" / "depth" / "1.png").write_bytes(b"not a png")
+    assert _main(["--check", str(root), "--crop-size", "64"]) == 1
+    assert _main([]) == 2 and "--check" in capsys.readouterr().err
+    assert _main(["--check", str(tmp_path / "nothing")]) == 2

@@ -35,6 +35,7 @@ import multiprocessing
 import multiprocessing.context
 import os
 import random
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -676,29 +677,44 @@ class BokehDataModule(L.LightningDataModule):
             log.warning("bad samples skipped: %s", skipped)
 
 
-def _main() -> None:
+def _main(argv: Sequence[str] | None = None) -> int:
+    """0 = every sample loads; 1 = ``--check`` found bad samples (a gate for scripts); 2 = usage or
+    a data set that cannot be opened at all."""
     p = argparse.ArgumentParser(description="Dataset utilities.")
     p.add_argument("--write-val200", metavar="PATH", help="(re)write the seeded Val200 id list")
-    p.add_argument("--check", metavar="ROOT", help="load every sample of ROOT once and report bad files")
-    a = p.parse_args()
+    p.add_argument("--check", metavar="ROOT", help="load every sample of ROOT once and report bad files; "
+                                                   "exit status 1 if any is bad")
+    p.add_argument("--crop-size", type=int, default=1024,
+                   help="the training crop the check loads with (default 1024, the paper's): a smaller image is bad")
+    a = p.parse_args(argv)
+    if not (a.write_val200 or a.check):
+        p.print_help(sys.stderr)
+        return 2
     if a.write_val200:
         write_val200(a.write_val200)
-    if a.check:
-        from tqdm import tqdm
+    if not a.check:
+        return 0
+    from tqdm import tqdm
 
-        dm = BokehDataModule(a.check, crop_size=16, num_workers=0)
+    try:
+        dm = BokehDataModule(a.check, crop_size=a.crop_size, num_workers=0)
         dm.setup()
-        bad = 0
-        for ds in (dm.train_set, dm.val_set):
-            assert ds is not None
-            for i in tqdm(range(len(ds)), desc=str(ds.layout.original)):
-                try:
-                    ds[i]
-                except BadSampleError as e:
-                    bad += 1
-                    tqdm.write(str(e))
-        print(f"{bad} bad samples")
+    except (FileNotFoundError, ValueError, BadSampleError) as e:
+        print(f"--check {a.check}: {e}", file=sys.stderr)
+        return 2
+    bad = 0
+    for ds in (dm.train_set, dm.val_set):
+        if ds is None:
+            continue
+        for i in tqdm(range(len(ds)), desc=str(ds.layout.original)):
+            try:
+                ds[i]
+            except BadSampleError as e:
+                bad += 1
+                tqdm.write(str(e))
+    print(f"{bad} bad samples")
+    return 1 if bad else 0
 
 
 if __name__ == "__main__":
-    _main()
+    raise SystemExit(_main())
