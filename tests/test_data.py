@@ -413,3 +413,15 @@ def test_check_is_a_gate(tmp_path, capsys):
     assert _main(["--check", str(root), "--crop-size", "64"]) == 1
     assert _main([]) == 2 and "--check" in capsys.readouterr().err
     assert _main(["--check", str(tmp_path / "nothing")]) == 2
+
+
+def test_a_decompression_bomb_is_a_bad_sample_before_decoding(tmp_path):
+    """Probe row 10: a small PNG that decodes to 100 Mpx was accepted (1.2 GB, ~10 s a read)."""
+    from PIL import Image
+
+    from training.data import BadSampleError, read_image
+
+    path = tmp_path / "bomb.png"
+    Image.new("RGB", (10000, 10000)).save(path, optimize=True)  # flat: a few hundred KB on disk
+    with pytest.raises(BadSampleError, match="100 Mpx"):  # the header check's words, not PIL's
+        read_image(path)

@@ -98,13 +98,25 @@ def _png_bit_depth(path: Path) -> int | None:
     return None
 
 
+# The largest image a training pair may hold: EBB!'s are 1.6 Mpx and a 12 Mpx phone photo is the
+# biggest plausible input. PIL only refuses above 179 Mpx, so a 292 KB PNG that decodes to 100 Mpx
+# (1.2 GB, ~10 s a read) used to be accepted and read again every epoch.
+MAX_SAMPLE_MPX = 50
+
+
 def _open_checked(path: Path) -> Image.Image:
     """Open and fully decode with PIL, turning every failure into a BadSampleError."""
     if not path.is_file():
         raise BadSampleError(path, "file does not exist")
     try:
         img = Image.open(path)
+        w, h = img.size  # from the header, before any decoding
+        if w * h > MAX_SAMPLE_MPX * 1e6:
+            raise BadSampleError(path, f"{w}x{h} is {w * h / 1e6:.0f} Mpx, more than the {MAX_SAMPLE_MPX} Mpx "
+                                       "a training pair may have (a decompression bomb, or resize it first)")
         img.load()  # decodes now, so a truncated file fails here and not later in a worker
+    except BadSampleError:
+        raise
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
         raise BadSampleError(path, f"unreadable or truncated image ({type(e).__name__}: {e})") from e
     return img
