@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ValueError, BadSampleError) as e:  # bad arguments or input files
         print(f"export: error: {e}", file=sys.stderr)
         return 2
+    except PermissionError as e:  # --out where this user cannot write (the work folder is made beside it)
+        print(f"export: error: --out {args.out}: cannot write in {args.out.parent} ({e.strerror})", file=sys.stderr)
+        return 2
     except GateError as e:
         print(f"export FAILED, nothing written to {args.out}: {e}", file=sys.stderr)
         return 1

@@ -364,6 +364,23 @@ def test_a_folder_that_is_not_an_export_is_never_replaced(tmp_path, tiny_ckpt, d
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
 
+def test_out_where_one_cannot_write_is_one_clear_error(tmp_path, tiny_ckpt, data_dir, capsys, monkeypatch):
+    """Probe row 8: --out on a read-only path named a hidden temp folder in a traceback. (The tests
+    run as root, which no permission stops, so the refusal is simulated where the export meets it.)"""
+    import export.pipeline as pipeline
+
+    def refuse(*a, **k):
+        raise PermissionError(13, "Permission denied", k.get("dir"))
+
+    monkeypatch.setattr(pipeline.tempfile, "mkdtemp", refuse)
+    out = tmp_path / "ro" / "model"
+    rc = main(["--checkpoint", str(tiny_ckpt), "--size", "64x96", "--out", str(out), "--precisions", "fp32",
+               "--parity-data", str(data_dir)])
+    err = capsys.readouterr().err
+    assert rc == 2 and f"--out {out}: cannot write in {out.parent} (Permission denied)" in err, err
+    assert "Traceback" not in err
+
+
 def test_int8_without_calibration_data_is_refused(tmp_path, tiny_ckpt, data_dir, capsys):
     out = tmp_path / "model"
     rc = main(["--checkpoint", str(tiny_ckpt), "--size", "64x96", "--out", str(out), "--parity-data", str(data_dir),

@@ -503,3 +503,18 @@ def test_serve_only_serves_the_page_and_the_models(tmp_path):
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def test_serve_on_a_port_in_use_is_one_clear_error(capsys):
+    """Probe row 8: a used port ended in an OSError traceback."""
+    import socket
+
+    from web_demo.serve import main as serve_main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SystemExit) as e:
+            serve_main(["--port", str(port)])
+    assert e.value.code == 2 and f"cannot listen on 127.0.0.1:{port}" in capsys.readouterr().err

@@ -149,7 +149,12 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.models and not Path(args.models).is_dir():
         ap.error(f"--models {args.models}: not a folder")
-    server = make_server(args.port, args.bind, REPO_ROOT, args.models, quiet=False)
+    if not 0 <= args.port <= 65535:
+        ap.error(f"--port {args.port}: not a port (0-65535)")
+    try:
+        server = make_server(args.port, args.bind, REPO_ROOT, args.models, quiet=False)
+    except OSError as e:  # in use, or an address this machine does not have
+        ap.error(f"cannot listen on {args.bind}:{args.port}: {e.strerror or e} (try another --port, or --port 0)")
     host, port = server.server_address[:2]
     base = f"http://{host}:{port}"
     models_dir = Path(args.models) if args.models else REPO_ROOT / "tflite_models"
