@@ -37,6 +37,7 @@ __all__ = [
     "GateError",
     "TFLiteInspection",
     "psnr",
+    "worst_sample",
     "inspect_tflite",
     "parse_gpu_analyzer",
     "gpu_delegate_view",
@@ -66,6 +67,13 @@ def psnr(output: np.ndarray, reference: np.ndarray, peak: float = 1.0) -> float:
     """PSNR in dB of ``output`` against ``reference`` (inf when identical)."""
     mse = float(np.mean((output.astype(np.float64) - reference.astype(np.float64)) ** 2))
     return math.inf if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)
+
+
+def worst_sample(outputs: list[np.ndarray], references: list[np.ndarray]) -> tuple[float, float]:
+    """(lowest PSNR, largest |Δ|) over paired samples: the worst sample decides every parity gate."""
+    pairs = list(zip(outputs, references, strict=True))
+    return (min(psnr(o, r) for o, r in pairs),
+            max(float(np.abs(o - r).max()) for o, r in pairs))
 
 
 @dataclass

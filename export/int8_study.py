@@ -111,10 +111,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export.int8_study: error: {args.saved_model}: no saved_model.pb "
               "(make one with python -m export ... --keep-saved-model)", file=sys.stderr)
         return 2
-    ckpt = load_generator(args.checkpoint)
-    gen = ckpt.generator.eval()
+    gen = load_generator(args.checkpoint).generator.eval()
     lens = bool(getattr(gen, "lens_input", False))
-    probe = TFLiteRunner  # the layout and size come from the files themselves
     tmp = Path(tempfile.mkdtemp(prefix="int8-study-"))
     try:
         import tensorflow as tf
@@ -130,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, content in files.items():
             path = tmp / f"{len(runners)}.tflite"
             path.write_bytes(content)
-            runners[name] = r = probe(path, args.threads, layout="NHWC")
+            runners[name] = r = TFLiteRunner(path, args.threads, layout="NHWC")
             outs = [r(*s.args()) for s in parity]
             rows[name] = {"size": len(content) / 1e6, "psnr": min(psnr(o, ref) for o, ref in zip(outs, refs)),
                           "parts": xnnpack_partitions(content), "times": []}
