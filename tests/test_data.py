@@ -425,3 +425,56 @@ def test_a_decompression_bomb_is_a_bad_sample_before_decoding(tmp_path):
     Image.new("RGB", (10000, 10000)).save(path, optimize=True)  # flat: a few hundred KB on disk
     with pytest.raises(BadSampleError, match="100 Mpx"):  # the header check's words, not PIL's
         read_image(path)
+
+
+# ----------------------------------------------------------------------------- probe row 5
+
+
+def test_exif_orientation_is_applied_so_a_sideways_phone_jpeg_trains_aligned(tmp_path):
+    """Probe row 5: an input stored sideways with EXIF orientation 6 beside an upright ground
+    truth was read as stored and trained misaligned. EXIF 6 means "rotate 90° clockwise to view",
+    so the file holds the upright picture rotated 90° counter-clockwise (np.rot90 with k=1)."""
+    make_split(tmp_path, [0])
+    upright = coord_image()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    sideways = np.ascontiguousarray(np.rot90(upright, k=1))  # (W, H, 3): what the camera stored
+    (tmp_path / "original" / "0.png").unlink()
+    Image.fromarray(sideways).save(tmp_path / "original" / "0.jpg", exif=exif, quality=100, subsampling=0)
+    item = BokehPairs(detect_layout(tmp_path), ["0"], crop_size=None)[0]
+    # JPEG is lossy: the check is that the rotation is right (error ~1/255), not that bytes match
+    err = (item["image"][:2] - item["target"][:2]).abs().mean().item()
+    assert item["image"].shape == item["target"].shape and err < 0.01, err
+
+
+def test_a_depth_map_of_another_size_is_refused_except_pynet_half_resolution(tmp_path):
+    """Probe row 5: a half-size depth map (of another image, same aspect) was upscaled and accepted
+    in every layout. Only PyNET's documented half-resolution ``original_depth`` may be half."""
+    make_split(tmp_path / "split", [0])
+    write_depth_png(tmp_path / "split" / "depth" / "0.png", coord_depth(H // 2, W // 2))
+    with pytest.raises(BadSampleError, match=r"depth map is 30x20 \(WxH\) but its image is 60x40"):
+        BokehPairs(detect_layout(tmp_path / "split"), ["0"], crop_size=16)[0]
+
+    t = tmp_path / "pynet" / "train"
+    make_split(t, [0, 1], depth=False)
+    (t / "original_depth").mkdir()
+    Image.fromarray(np.zeros((H // 2, W // 2), np.uint8)).save(t / "original_depth" / "0.png")
+    Image.fromarray(np.zeros((H // 4, W // 4), np.uint8)).save(t / "original_depth" / "1.png")  # a quarter: wrong
+    ds = BokehPairs(detect_layout(tmp_path / "pynet"), ["0", "1"], crop_size=16)
+    assert ds[0]["depth"].shape == (1, 16, 16)
+    with pytest.raises(BadSampleError, match="15x10.*or half that"):
+        ds[1]
+
+
+@pytest.mark.parametrize("names", [("0.png", "0.jpg"), ("0.jpg", "0.JPG")])
+def test_two_files_for_one_id_are_a_bad_sample_naming_both(tmp_path, names):
+    """Probe row 5: ``1.png`` beside ``1.jpg`` silently picked one of them (the stale one)."""
+    make_split(tmp_path, [0])
+    (tmp_path / "original" / "0.png").unlink()
+    for n in names:
+        Image.fromarray(coord_image()).save(tmp_path / "original" / n, format="PNG" if n.endswith("png") else "JPEG")
+    if len(list((tmp_path / "original").iterdir())) < len(names):
+        pytest.skip("this file system is case-insensitive: 0.jpg and 0.JPG are one file")
+    with pytest.raises(BadSampleError) as exc:
+        BokehPairs(detect_layout(tmp_path), ["0"], crop_size=16)[0]
+    assert all(n in str(exc.value) for n in names) and "more than one file" in str(exc.value)

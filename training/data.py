@@ -22,8 +22,9 @@ synthetic data's ``<split>/lens/<id>.json``, a ``lens_csv`` file (``id,d_f,K[,do
 documented auto-focus :func:`training.renderers.lens.auto_focus` on the depth map (EBB! has no
 lens values). K is in pixels at the file's resolution, which crops keep.
 
-Bad input (unreadable/truncated file, non-RGB or 16-bit image, sizes that differ, missing depth)
-raises :class:`BadSampleError` naming the file; ``on_bad_file="skip"`` skips it instead and counts.
+Images are read with their EXIF orientation applied. Bad input (unreadable/truncated file,
+non-RGB or 16-bit image, sizes that differ, a depth map not the image's size (half in layout (c)),
+missing depth, two files for one id) raises :class:`BadSampleError` naming the file; ``on_bad_file="skip"`` skips it instead and counts.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,11 @@ MAX_SAMPLE_MPX = 50
 
 
 def _open_checked(path: Path) -> Image.Image:
-    """Open and fully decode with PIL, turning every failure into a BadSampleError."""
+    """Open and fully decode with PIL, turning every failure into a BadSampleError.
+
+    The EXIF orientation is applied, as every viewer and ``eval.render`` do: a phone JPEG stored
+    sideways with orientation 6 beside an upright ground truth would otherwise train misaligned.
+    """
     if not path.is_file():
         raise BadSampleError(path, "file does not exist")
     try:
@@ -115,6 +120,7 @@ def _open_checked(path: Path) -> Image.Image:
             raise BadSampleError(path, f"{w}x{h} is {w * h / 1e6:.0f} Mpx, more than the {MAX_SAMPLE_MPX} Mpx "
                                        "a training pair may have (a decompression bomb, or resize it first)")
         img.load()  # decodes now, so a truncated file fails here and not later in a worker
+        ImageOps.exif_transpose(img, in_place=True)  # a no-op without an orientation tag
     except BadSampleError:
         raise
     except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError...
@@ -170,17 +176,20 @@ def _depth_array(path: Path) -> np.ndarray:
     raise BadSampleError(path, f"expected a grayscale depth map (8- or 16-bit), got PIL mode {img.mode!r}")
 
 
-def read_depth(path: str | os.PathLike, size: tuple[int, int] | None = None) -> torch.Tensor:
+def read_depth(path: str | os.PathLike, size: tuple[int, int] | None = None,
+               depth: torch.Tensor | None = None) -> torch.Tensor:
     """Depth map → float32 (1, H, W) normalised disparity in [0, 1] (1 = near).
 
     ``size`` = (H, W) of the image it belongs to. A map of a different size with the same aspect
     ratio (PyNET's half-resolution ``original_depth``) is upsampled bilinearly; a different
-    aspect ratio means the map belongs to another image and is rejected.
+    aspect ratio means the map belongs to another image and is rejected. ``depth``: the file's
+    map already decoded (``read_depth(path)``), so that it is not decoded twice.
     """
     path = Path(path)
-    if not path.is_file():
-        raise BadSampleError(path, "depth map missing; write it with `python -m training.depth --data ROOT`")
-    depth = torch.from_numpy(_depth_array(path))[None]  # (1, h, w)
+    if depth is None:
+        if not path.is_file():
+            raise BadSampleError(path, "depth map missing; write it with `python -m training.depth --data ROOT`")
+        depth = torch.from_numpy(_depth_array(path))[None]  # (1, h, w)
     if size is not None and tuple(depth.shape[-2:]) != tuple(size):
         h, w = depth.shape[-2:]
         H, W = size
@@ -190,6 +199,23 @@ def read_depth(path: str | os.PathLike, size: tuple[int, int] | None = None) -> 
         depth = F.interpolate(depth[None], size=(H, W), mode="bilinear", align_corners=False)[0]
         depth = depth.clamp_(0.0, 1.0)
     return depth
+
+
+def check_depth_size(depth_path: Path, depth_hw: tuple[int, int], image_hw: tuple[int, int],
+                     half_resolution: bool) -> None:
+    """Refuse a training pair's depth map that is not its image's size; ``half_resolution`` also accepts half.
+
+    ``read_depth`` resamples any map with the image's aspect ratio, which the render command needs
+    for a monocular estimate of any size. A training pair is stricter: a half-size map of another
+    image with the same aspect used to be upscaled and trained on. Only PyNET's ``original_depth``
+    folder is documented as half resolution (rounded either way, hence the 1 px).
+    """
+    (dh, dw), (h, w) = depth_hw, image_hw
+    if (dh, dw) == (h, w) or (half_resolution and abs(dw - w / 2) <= 1 and abs(dh - h / 2) <= 1):
+        return
+    allowed = f"{w}x{h}" + (f" or half that ({w // 2}x{h // 2})" if half_resolution else "")
+    raise BadSampleError(depth_path, f"depth map is {dw}x{dh} (WxH) but its image is {w}x{h}; a training pair's depth "
+                                     f"must be {allowed}. Re-run `python -m training.depth` for this folder")
 
 
 def write_depth_png(path: str | os.PathLike, disparity: torch.Tensor | np.ndarray) -> None:
@@ -242,14 +268,18 @@ class FolderLayout:
         return sorted(_index_folder(self.original), key=_id_key)
 
     def files(self, sample_id: str) -> tuple[Path, Path, Path]:
-        """(original, bokeh, depth) paths of one id; missing files get their expected path."""
+        """(original, bokeh, depth) paths of one id; missing files get their expected path.
+
+        Two files for one id (``1.png`` beside ``1.jpg``, or ``1.jpg`` beside ``1.JPG``) are a bad
+        sample: which one is current cannot be known, and picking one silently trained on stale files.
+        """
         def find(folder: Path, exts: Sequence[str]) -> Path:
-            for ext in exts:
-                for e in (ext, ext.upper()):
-                    p = folder / f"{sample_id}{e}"
-                    if p.is_file():
-                        return p
-            return folder / f"{sample_id}{exts[0]}"
+            found = [p for ext in exts for e in dict.fromkeys((ext, ext.upper()))
+                     if (p := folder / f"{sample_id}{e}").is_file()]
+            if len({p.resolve() for p in found}) > 1:  # resolve(): a case-insensitive file system lists one file twice
+                raise BadSampleError(found[0], "more than one file for id " + repr(sample_id) + ": "
+                                     + ", ".join(p.name for p in found) + "; keep one")
+            return found[0] if found else folder / f"{sample_id}{exts[0]}"
 
         return find(self.original, IMAGE_EXTS), find(self.bokeh, IMAGE_EXTS), find(self.depth, IMAGE_EXTS)
 
@@ -488,7 +518,9 @@ class BokehPairs(Dataset):
                 f"({tgt.size[0]}x{tgt.size[1]})"
             )
         w, h = img.size
-        depth = read_depth(depth_path, (h, w))  # (1, H, W)
+        depth = read_depth(depth_path)  # its own size first, for the size rule
+        check_depth_size(depth_path, tuple(depth.shape[-2:]), (h, w), depth_path.parent.name == "original_depth")
+        depth = read_depth(depth_path, (h, w), depth=depth)  # (1, H, W)
         lens = self._lens(sid, depth) if self.lens else None  # from the full map, before any crop
         out = (np.asarray(img, dtype=np.uint8), np.asarray(tgt, dtype=np.uint8), depth, lens)
         if self.cache:
