@@ -3,6 +3,7 @@
     python -m eval.render photo.jpg --out runs/render             # depth from photo.depth.png beside it
     python -m eval.render ../shared/samples/ebb --out runs/render  # a folder: <id>.jpg + <id>.depth.png
     python -m eval.render photo.jpg --depth-model weights/dpt-hybrid-midas --focus 0.5,0.4 --out runs/render
+    python -m eval.render portrait.jpg --matte --out runs/render   # no depth map: the person matte (eval.matte)
 
     from eval.render import render
     bokeh = render("photo.jpg", "photo.depth.png")  # a PIL image of the photo's size
@@ -67,7 +68,8 @@ from eval.photos import PHOTO_EXTS, RendererRunner, depth_for
 from training.renderers import RENDERERS
 from training.renderers.lens import LensParams, atomic_write_bytes, auto_focus, blur_radius
 
-__all__ = ["render", "render_photo", "Rendered", "RenderError", "load_model", "output_paths", "main"]
+__all__ = ["render", "render_photo", "Rendered", "RenderError", "load_model", "output_paths", "model_frame",
+           "sharp_keep", "main"]
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "tflite_models" / "nafnet_w8_lens_cpu" / "bokeh_fp16.tflite"
@@ -202,6 +204,18 @@ def dpt_depth(img: Image.Image, depth_model: Any) -> np.ndarray:
     return predict_disparity(net, pre, [img], "cpu")[0].numpy().astype(np.float32)
 
 
+def matte_depth(img: Image.Image, matte: Any = True) -> np.ndarray:
+    """The person matte as disparity (person = 1 = near; ``eval.matte``). ``matte``: True (the
+    prepared model in web_demo/matte/), a model path, or a loaded ``eval.matte.PersonMatte``."""
+    from eval.matte import MatteError, PersonMatte
+
+    try:
+        runner = matte if isinstance(matte, PersonMatte) else PersonMatte(None if matte is True else matte)
+    except MatteError as e:
+        raise RenderError(str(e)) from None
+    return runner(img)
+
+
 # ----------------------------------------------------------------------------- model
 
 
@@ -244,6 +258,43 @@ def _tap_disparity(depth: np.ndarray, focus: Sequence[float]) -> float:
     return float(np.median(depth[max(cy - half, 0): cy + half + 1, max(cx - half, 0): cx + half + 1]))
 
 
+@dataclass(frozen=True)
+class Frame:
+    """Where a photo of (H, W) goes in the model's input (module docstring, steps 2-3)."""
+
+    turn: bool  # turned by 90° (np.rot90 k=1) into the model's orientation, and back (k=-1) after
+    scale: float  # model pixels per photo pixel
+    content: tuple[int, int]  # (ch, cw): the photo's size in the model's input
+    canvas: tuple[int, int]  # the model's input size
+    top: int  # reflection padding above and to the left of the content
+    left: int
+
+
+def model_frame(photo_size: tuple[int, int], model_size: tuple[int, int], fixed: bool = True,
+                multiple: int = 16) -> Frame:
+    """The frame of a (H, W) photo in a (mh, mw) model input; for a model that takes any size
+    (``fixed=False``) the canvas is the content rounded up to ``multiple``. The web page
+    (``web_demo/photo.js``) and the app (``ImageOps.kt``) mirror this; tests compare them."""
+    H, W = photo_size
+    mh, mw = model_size
+    turn = (H > W and mw > mh) or (W > H and mh > mw)
+    h, w = (W, H) if turn else (H, W)
+    scale = min(mh / h, mw / w)
+    ch, cw = min(mh, max(1, round(h * scale))), min(mw, max(1, round(w * scale)))
+    canvas = (mh, mw) if fixed else (math.ceil(ch / multiple) * multiple, math.ceil(cw / multiple) * multiple)
+    return Frame(turn, scale, (ch, cw), canvas, (canvas[0] - ch) // 2, (canvas[1] - cw) // 2)
+
+
+def sharp_keep(disp: np.ndarray, lens: LensParams, scale: float) -> np.ndarray:
+    """(H, W) weight of the photo itself in the result: 1 where the lens's blur radius at the
+    photo's resolution (``blur_radius / scale``) is under SHARP_RADIUS[0] px, 0 above [1], a
+    smoothstep between (module docstring, step 5)."""
+    r = blur_radius(torch.from_numpy(np.asarray(disp, np.float32)), lens).numpy() / scale
+    lo, hi = SHARP_RADIUS
+    t = np.clip((hi - r) / (hi - lo), 0.0, 1.0)
+    return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
+
+
 def choose_lens(depth_model_scale: np.ndarray, depth: np.ndarray, focus: Sequence[float] | None = None,
                 focus_disparity: float | None = None, strength: float | None = None,
                 dof: float | None = None) -> LensParams:
@@ -267,6 +318,7 @@ def render_photo(
     model: Any = None,
     *,
     depth_model: Any = None,
+    matte: Any = None,
     focus: Sequence[float] | None = None,
     focus_disparity: float | None = None,
     strength: float | None = None,
@@ -287,28 +339,25 @@ def render_photo(
         disp = load_depth(depth, (H, W), photo)
     elif depth_model is not None:
         disp = dpt_depth(img, depth_model)
+    elif matte is not None and matte is not False:
+        disp = matte_depth(img, matte)
     elif isinstance(photo, (str, os.PathLike)) and depth_for(Path(photo)).is_file():
         disp = load_depth(depth_for(Path(photo)), (H, W), photo)
     else:
         where = f" (looked for {depth_for(Path(photo))})" if isinstance(photo, (str, os.PathLike)) else ""
         raise RenderError(f"{_name(photo)}: no depth map{where}; pass --depth FILE_OR_DIR (disparity, bright = "
-                          f"near) or --depth-model DIR (local DPT weights, see python -m training.depth)")
+                          f"near), --depth-model DIR (local DPT weights, see python -m training.depth) or --matte "
+                          f"(a person matte: the person sharp, the rest blurred)")
     rgb = np.asarray(img, np.float32).transpose(2, 0, 1) / 255.0  # (3, H, W)
 
     # the model's frame: turned to the model's orientation, scaled to fit (module docstring, 2-3)
     fixed = runner.input_size is not None
-    mh, mw = runner.input_size if fixed else size
-    turn = (H > W and mw > mh) or (W > H and mh > mw)
+    f = model_frame((H, W), runner.input_size if fixed else size, fixed, _multiple(runner))
+    turn, scale, (ch, cw), canvas, top, left = f.turn, f.scale, f.content, f.canvas, f.top, f.left
     x, d = (np.rot90(a, 1, axes=(-2, -1)) for a in (rgb, disp[None])) if turn else (rgb, disp[None])
-    h, w = x.shape[-2:]
-    scale = min(mh / h, mw / w)
-    ch, cw = min(mh, max(1, round(h * scale))), min(mw, max(1, round(w * scale)))
-    m = _multiple(runner)
-    canvas = (mh, mw) if fixed else (math.ceil(ch / m) * m, math.ceil(cw / m) * m)
     x = np.clip(_resize(x, (ch, cw), "bicubic"), 0.0, 1.0)
     d = np.clip(_resize(d, (ch, cw), "bilinear"), 0.0, 1.0)
     lens = choose_lens(d[0], disp, focus, focus_disparity, strength, dof)
-    top, left = (canvas[0] - ch) // 2, (canvas[1] - cw) // 2
     pad = ((0, 0), (top, canvas[0] - ch - top), (left, canvas[1] - cw - left))
     x_in, d_in = (np.pad(a, pad, mode="reflect")[None].astype(np.float32) for a in (x, d))  # (1, C, *canvas)
     try:
@@ -322,10 +371,7 @@ def render_photo(
 
     # the photo itself where the blur at full resolution is under a pixel (module docstring, 5);
     # a depth-only model (the paper's) reads no lens, and auto_focus's stands in for the one it learnt
-    r = blur_radius(torch.from_numpy(disp), lens).numpy() / scale  # (H, W) px at the photo's size
-    lo, hi = SHARP_RADIUS
-    t = np.clip((hi - r) / (hi - lo), 0.0, 1.0)
-    keep = (t * t * (3.0 - 2.0 * t))[None]  # smoothstep: 1 below lo, 0 above hi
+    keep = sharp_keep(disp, lens, scale)[None]
     final = keep * rgb + (1.0 - keep) * up
     bokeh = Image.fromarray((final.transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8))
     return Rendered(bokeh, img, disp, lens, scale)
@@ -337,6 +383,7 @@ def render(
     model: Any = None,
     *,
     depth_model: Any = None,
+    matte: Any = None,
     focus: Sequence[float] | None = None,
     focus_disparity: float | None = None,
     strength: float | None = None,
@@ -354,14 +401,17 @@ def render(
         "layered", "blend"), or a runner from :func:`load_model` (load once for many photos);
         None = the shipped ``bokeh_fp16.tflite``.
     depth_model: a local DPT weights folder, or ``training.depth.load_dpt(...)``'s result.
+    matte: no depth map: a person matte as the depth (True, a prepared model's path, or an
+        ``eval.matte.PersonMatte``); the person stays sharp and the rest is blurred.
     focus: (x, y), fractions of the width and height: focus on the depth there.
     focus_disparity: d_f itself, in [0, 1]. strength: K, blur radius in pixels of the model's
         input per unit of disparity. dof: half-width of the sharp band, in disparity.
     size: (H, W) to run checkpoints and renderers at (an exported model has its own).
     Raises :class:`RenderError` (a ValueError) naming the file and the problem.
     """
-    return render_photo(photo, depth, model, depth_model=depth_model, focus=focus, focus_disparity=focus_disparity,
-                        strength=strength, dof=dof, size=size, num_threads=num_threads).bokeh
+    return render_photo(photo, depth, model, depth_model=depth_model, matte=matte, focus=focus,
+                        focus_disparity=focus_disparity, strength=strength, dof=dof, size=size,
+                        num_threads=num_threads).bokeh
 
 
 # ----------------------------------------------------------------------------- files
@@ -455,6 +505,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "<id>.png (default: <id>.depth.png beside the photo, or depth/<id>.png for original/<id>)")
     src.add_argument("--depth-model", type=Path, metavar="DIR",
                      help="estimate depth with DPT from these local weights (see python -m training.depth)")
+    src.add_argument("--matte", action="store_true",
+                     help="no depth map: MediaPipe's person matte as the depth (person near, the rest far; "
+                          "python -m eval.matte prepare makes the model)")
     focus = p.add_mutually_exclusive_group()
     focus.add_argument("--focus", metavar="X,Y",
                        help="tap to focus: X,Y as fractions of the width and height (0,0 = top left); d_f = median "
@@ -508,6 +561,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                     raise RenderError(f"--out {args.out}: writing {out.name} would overwrite an input; choose another folder")
         runner = load_model(args.renderer or args.checkpoint or args.model, args.threads)
         depth_model = load_dpt(str(args.depth_model)) if args.depth_model else None
+        matte = None
+        if args.matte:
+            from eval.matte import MatteError, PersonMatte
+
+            try:
+                matte = PersonMatte(num_threads=args.threads)
+            except MatteError as e:
+                raise RenderError(str(e)) from None
     except (RenderError, DepthModelMissing) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -521,7 +582,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             skipped += 1
             continue
         try:
-            r = render_photo(photo, depth, runner, depth_model=depth_model, focus=focus,
+            r = render_photo(photo, depth, runner, depth_model=depth_model, matte=matte, focus=focus,
                              focus_disparity=args.focus_disparity, strength=args.strength, dof=args.dof, size=size)
             try:
                 write_outputs(r, paths)

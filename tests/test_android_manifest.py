@@ -13,7 +13,11 @@ The app cannot be built here (no Android SDK), so this test checks the contract 
 * the manifest's declared shapes must be those of the ``.tflite`` files' own tensors, read with the
   TFLite interpreter;
 * ``AutoFocus.kt``, the app's port of ``training.renderers.lens.auto_focus`` (the lens fed to a
-  lens model), states the same numbers as ``training/renderers/lens.py`` and is what the app calls.
+  lens model), states the same numbers as ``training/renderers/lens.py`` and is what the app calls;
+  ``ImageOps.kt`` states eval/render.py's blend and tap constants; a tap sets d_f and the aperture
+  slider K;
+* ``model_spec.json`` "matte_model" is the file ``python -m eval.matte prepare`` writes (the one
+  ``copyMatteModel`` copies): its tensors as the app reads them, and builtin ops only.
   Kotlin cannot run here: the port's numerics are checked through its twin
   ``web_demo/autofocus.js`` in ``tests/test_web.py``.
 
@@ -220,19 +224,88 @@ def test_app_feeds_auto_focus_with_the_manifest_default_as_fallback():
     activity = (KOTLIN_DIR / "org/bokehgan/demo/MainActivity.kt").read_text()
     assert "AutoFocus.lens(" in helper and "manifest.lensDefault" in helper
     assert 'AUTO_FOCUS("auto-focus")' in helper and 'MANIFEST_DEFAULT("manifest default")' in helper
-    assert "lens.source.label" in activity and "result.lens" in activity
+    assert "lens.source.label" in activity and "r.lens" in activity
+    # the same source labels as the web page (web_demo/main.js LENS_TAP, LENS_SLIDER)
+    web = (REPO / "web_demo" / "main.js").read_text()
+    for label in ("tap-to-focus", "aperture slider"):
+        assert f'"{label}"' in helper and f"'{label}'" in web, label
+    # a tap sets d_f from the depth at the photo's resolution, the slider sets K
+    assert "ImageOps.tapDisparity(depth.values" in helper and "strength?.let { values[1] = it }" in helper
 
 
 def test_gradle_copy_task_takes_file_names_from_the_spec():
     text = GRADLE_APP.read_text()
     assert 'file("src/main/assets/model_spec.json")' in text
-    for key in ("manifest_asset", "model_file_pattern", "precisions", "default_precision", "depth_model"):
+    for key in ("manifest_asset", "model_file_pattern", "precisions", "default_precision", "depth_model",
+                "matte_model", "asset", "source_dir", "prepare"):
         assert f'["{key}"]' in text, f"copyModel does not read {key} from model_spec.json"
     code = "\n".join(line.split("//")[0] for line in text.splitlines())
     hard = re.findall(r'"([^"$]*\.(?:tflite|json))"', code)
     assert hard == ["src/main/assets/model_spec.json"], f"hard-coded file names in build.gradle.kts: {hard}"
-    assert re.search(r'tasks\.named\("preBuild"\)\s*\{\s*dependsOn\(copyModel\)', text), "copyModel not wired before preBuild"
+    assert re.search(r'tasks\.named\("preBuild"\)\s*\{\s*dependsOn\(copyModel, copyMatteModel\)', text), \
+        "copyModel and copyMatteModel not wired before preBuild"
     assert 'providers.gradleProperty("bokehModel")' in text and 'providers.gradleProperty("bokehPrecision")' in text
+
+
+def test_kotlin_photo_constants_are_eval_renders():
+    """ImageOps.kt's blend and tap constants == eval/render.py's (the web page's photo.js is checked
+    against the Python functions themselves in tests/test_web.py)."""
+    from eval import render as er
+
+    kt = (KOTLIN_DIR / "org/bokehgan/demo/ImageOps.kt").read_text()
+    consts = {m.group(1): float(m.group(2)) for m in re.finditer(r"const val (\w+)\s*=\s*([0-9.]+)\s*$", kt, re.M)}
+    assert consts == {"SHARP_RADIUS_LO": er.SHARP_RADIUS[0], "SHARP_RADIUS_HI": er.SHARP_RADIUS[1],
+                      "FOCUS_WINDOW": er.FOCUS_WINDOW}, consts
+    for fn in ("fun modelFrame(", "fun rot90(", "fun resize(", "fun reflectPad(", "fun tapDisparity(", "fun blend("):
+        assert fn in kt, fn
+    assert "Math.rint" in kt, "Python's round() is half-to-even: Kotlin's roundToInt() is not"
+
+
+def test_app_depth_sources_in_order():
+    """A photo is enough: the picked depth map, else the bundled depth.tflite, else the person matte."""
+    activity = (KOTLIN_DIR / "org/bokehgan/demo/MainActivity.kt").read_text()
+    body = activity[activity.index("private fun depthFor("):]
+    order = [body.index(k) for k in ("DepthMap.fromBitmap(", "DepthHelper.isBundled(", "MatteHelper(")]
+    assert order == sorted(order), "depth sources out of order"
+    matte = (KOTLIN_DIR / "org/bokehgan/demo/MatteHelper.kt").read_text()
+    assert "spec.matteModel.asset" in matte and "ImageOps.resize(" in matte
+    # save and share at the photo's resolution (the result bitmap, not the model's)
+    assert "MediaStore.Images.Media.EXTERNAL_CONTENT_URI" in activity and "Intent.ACTION_SEND" in activity
+    manifest = (APP / "src/main/AndroidManifest.xml").read_text()
+    assert "androidx.core.content.FileProvider" in manifest and "${applicationId}.files" in manifest
+    assert '"$packageName.files"' in activity
+
+
+def test_spec_matte_model_is_the_prepared_file(spec):
+    """model_spec.json "matte_model" names what `python -m eval.matte prepare` writes, and that file
+    (the one copyMatteModel copies) is what the app reads: float32 [1, h, w, 3] in [0, 1], one
+    [1, h, w, 1] map out, and only builtin ops, so that LiteRT's stock op resolver loads it without
+    XNNPACK's MediaPipe-op path (it runs here on the reference kernels, no delegate)."""
+    import numpy as np
+
+    from eval.matte import MATTE_DIR, MATTE_FILE, NPM_SOURCE, op_census, prepare
+
+    m = spec["matte_model"]
+    assert m["asset"] == MATTE_FILE and REPO / m["source_dir"] == MATTE_DIR
+    assert m["prepare"] == "python -m eval.matte prepare"
+    assert (m["input_layout"], m["input_dtype"], m["input_range"]) == ("NHWC", "float32", [0, 1])
+    if not NPM_SOURCE.is_file():
+        pytest.skip(f"missing {NPM_SOURCE.relative_to(REPO)}: run `bash web_demo/setup.sh`")
+    path = prepare()
+    assert path == REPO / m["source_dir"] / m["asset"]
+    census = op_census(path.read_bytes())
+    assert "TRANSPOSE_CONV" in census and all(name.isupper() for name in census), census
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    (inp,), (out,) = it.get_input_details(), it.get_output_details()
+    n, h, w, c = (int(v) for v in inp["shape"])
+    assert (n, c, inp["dtype"]) == (1, 3, np.float32) and list(out["shape"]) == [1, h, w, 1], (inp, out)
+    it.set_tensor(inp["index"], np.full((1, h, w, 3), 0.5, np.float32))
+    it.invoke()
+    y = it.get_tensor(out["index"])
+    assert np.isfinite(y).all() and 0.0 <= y.min() and y.max() <= 1.0
 
 
 def test_version_catalog_pins_every_version():

@@ -24,6 +24,7 @@ Usage::
 
     python web_demo/fixture_model.py --out /tmp/tflite_models/fixture --size 192x288
     python web_demo/fixture_model.py --out /tmp/tflite_models/tiny_lens --size 192x288 --lens
+    python web_demo/fixture_model.py --out /tmp/tflite_models/fixture_lens --size 192x288 --blur-lens --name fixture_lens
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["build_fixture", "export_tiny_generator", "run_tflite", "tflite_io_details", "write_json_atomic"]
+__all__ = ["build_depth_fixture", "build_fixture", "export_tiny_generator", "run_tflite", "tflite_io_details",
+           "write_json_atomic"]
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -76,6 +78,51 @@ def _build_keras(height: int, width: int, seed: int):
     refine = tf.keras.layers.Rescaling(0.05)(x)
     bokeh = tf.keras.layers.Add(name="bokeh")([image, blur_term, refine])
     return tf.keras.Model(inputs=[image, depth], outputs=bokeh)
+
+
+# The lens fixture's blur levels: radius in pixels of the model's input, and the Gaussian sigma
+# that stands in for a disk of that radius (a disk of radius R has the variance of a Gaussian of
+# sigma R / 2). 12 px at 192x288 is the auto-focus blur of the far plane (0.0163 * 288 / 0.4).
+LENS_FIXTURE_RADII = (0.0, 1.5, 3.0, 6.0, 12.0)
+
+
+def _build_keras_lens(height: int, width: int):
+    """A lens-conditioned stand-in: radius = K * max(|depth - d_f| - dof, 0) (the manifest's lens
+    units), and the output blends Gaussian blur levels by that radius, piecewise linearly, so that
+    the sharp region follows d_f and the blur grows with K (no learnt weights at all)."""
+    import tensorflow as tf
+
+    image = tf.keras.Input(shape=(height, width, 3), batch_size=1, name="image")
+    depth = tf.keras.Input(shape=(height, width, 1), batch_size=1, name="depth")
+    lens = tf.keras.Input(shape=(1, 1, 3), batch_size=1, name="lens")
+
+    def radius(t):
+        d, l = t
+        d_f, k, dof = l[..., 0:1], l[..., 1:2], l[..., 2:3]  # (1, 1, 1, 1) each
+        return k * tf.nn.relu(tf.abs(d - d_f) - dof)  # (1, H, W, 1) px
+
+    r = tf.keras.layers.Lambda(radius, name="radius")([depth, lens])
+    levels = [image]
+    for i, rad in enumerate(LENS_FIXTURE_RADII[1:]):
+        sigma = rad / 2.0
+        half = int(np.ceil(3 * sigma))
+        padded = tf.keras.layers.Lambda(
+            lambda t, h=half: tf.pad(t, [[0, 0], [h, h], [h, h], [0, 0]], "REFLECT"))(image)
+        conv = tf.keras.layers.DepthwiseConv2D(2 * half + 1, padding="valid", use_bias=False, name=f"blur{i}")
+        levels.append(conv(padded))
+        conv.set_weights([np.repeat(_gaussian_kernel(2 * half + 1, sigma)[:, :, None, None], 3, axis=2)])
+
+    def blend(t):
+        rad, *lv = t
+        out = lv[0]
+        for i in range(1, len(lv)):
+            lo, hi = LENS_FIXTURE_RADII[i - 1], LENS_FIXTURE_RADII[i]
+            w = tf.clip_by_value((rad - lo) / (hi - lo), 0.0, 1.0)
+            out = out + w * (lv[i] - lv[i - 1])
+        return out
+
+    bokeh = tf.keras.layers.Lambda(blend, name="bokeh")([r, *levels])
+    return tf.keras.Model(inputs=[image, depth, lens], outputs=bokeh)
 
 
 def tflite_io_details(model_path: str | os.PathLike) -> dict:
@@ -184,29 +231,45 @@ def _gpu_run(path: Path, precision: str, probe: dict[str, np.ndarray]) -> dict:
     return gate_tflite(path, precision, [nchw], device, num_threads=1)
 
 
+def _skipped_gpu_run() -> dict:
+    from export.gpu_run import gpu_run_entry
+
+    return gpu_run_entry(None, skipped="lens fixture, for the browser tests: the GPU-run gate is not spent on it")
+
+
 def build_fixture(
     out_dir: str | os.PathLike,
     size: tuple[int, int] = (192, 288),
     name: str = "fixture",
     precisions: tuple[str, ...] = ("fp32", "fp16", "int8"),
     seed: int = 0,
+    lens: bool = False,
 ) -> Path:
-    """Build the stand-in model at ``size`` (H, W), convert it, write ``manifest.json``; return out_dir."""
+    """Build the stand-in model at ``size`` (H, W), convert it, write ``manifest.json``; return out_dir.
+    ``lens=True``: the lens-conditioned stand-in (inputs image, depth, lens; ``_build_keras_lens``)."""
     import tensorflow as tf
+
+    from training.renderers.lens import default_lens
 
     height, width = size
     if height % 16 or width % 16:
         raise ValueError(f"size {height}x{width}: H and W must be multiples of 16, as for the generator")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model = _build_keras(height, width, seed)
+    model = _build_keras_lens(height, width) if lens else _build_keras(height, width, seed)
+    lens_default = default_lens((height, width)) if lens else None
 
     rng = np.random.default_rng(seed)
-    probe = {
-        "image": rng.random((1, height, width, 3), dtype=np.float32),
-        "depth": rng.random((1, height, width, 1), dtype=np.float32),
-    }
-    keras_out = model({"image": probe["image"], "depth": probe["depth"]}).numpy()
+
+    def sample(r: np.random.Generator) -> dict[str, np.ndarray]:
+        x = {"image": r.random((1, height, width, 3), dtype=np.float32),
+             "depth": r.random((1, height, width, 1), dtype=np.float32)}
+        if lens:
+            x["lens"] = np.array(lens_default, np.float32).reshape(1, 1, 1, 3)
+        return x
+
+    probe = sample(rng)
+    keras_out = model(probe).numpy()
 
     from export.manifest import variant_entry
 
@@ -222,11 +285,7 @@ def build_fixture(
             # dynamic-range quantisation to touch them, hence a representative dataset.
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             calib = np.random.default_rng(seed + 1)
-            conv.representative_dataset = lambda: (
-                {"image": calib.random((1, height, width, 3), dtype=np.float32),
-                 "depth": calib.random((1, height, width, 1), dtype=np.float32)}
-                for _ in range(4)
-            )
+            conv.representative_dataset = lambda: (sample(calib) for _ in range(4))
         elif precision != "fp32":
             raise ValueError(f"unknown precision {precision!r}")
         content = conv.convert()
@@ -246,7 +305,8 @@ def build_fixture(
             flex_ops=[],
             max_tensor_rank=4,
             op_census=_op_census(path),
-            gpu_run=_gpu_run(path, precision, probe),
+            # The lens fixture is for the browser tests only: the GPU-run gate is not spent on it.
+            gpu_run=_gpu_run(path, precision, probe) if not lens else _skipped_gpu_run(),
         )
 
     # The exporter's own manifest code, so the fixture follows the shared schema by construction
@@ -256,7 +316,8 @@ def build_fixture(
     manifest = build_manifest(
         name,
         source={"checkpoint": "", "checkpoint_sha256": "",
-                "arch": {"fixture": "depth-weighted Gaussian blur + random 2-conv branch", "seed": seed},
+                "arch": {"fixture": "Gaussian blur levels blended by the lens's blur radius" if lens else
+                         "depth-weighted Gaussian blur + random 2-conv branch", "seed": seed},
                 "training_config": {}},
         size=(height, width),
         layout="NHWC",
@@ -264,6 +325,7 @@ def build_fixture(
         variants=variants,
         # No ONNX stage behind a fixture; the keys stay so the schema check still applies.
         onnx={"file": None, "sha256": None, "max_abs_diff_vs_pytorch": None},
+        lens_default=lens_default,
     )
     write_manifest(out, manifest)
     return out
@@ -316,6 +378,31 @@ def export_tiny_generator(
     return out
 
 
+DEPTH_FIXTURE_INPUT = (96, 144)  # (h, w) of the depth fixture's input; its output is half that
+
+
+def build_depth_fixture(path: str | os.PathLike, size: tuple[int, int] = DEPTH_FIXTURE_INPUT) -> Path:
+    """A user's depth .tflite, in the contract the page and the app read (web_demo/main.js
+    DEPTH_MODEL, model_spec.json "depth_model"): float32 [1, h, w, 3] normalised RGB in, one
+    [1, h/2, w/2] map out, bigger = nearer. Not a depth estimator: a fixed function of the pixels
+    (a colour projection, 2×2 average-pooled) that makes a wrong normalisation, layout or resize
+    visible in the map the page derives from it."""
+    import tensorflow as tf
+
+    h, w = size
+    x = tf.keras.Input(shape=(h, w, 3), batch_size=1, name="image")
+    proj = tf.keras.layers.Conv2D(1, 1, use_bias=True, name="proj")
+    y = tf.keras.layers.AveragePooling2D(2)(proj(x))
+    y = tf.keras.layers.Reshape((h // 2, w // 2), name="disparity")(y)
+    proj.set_weights([np.array([1.0, 0.5, -0.75], np.float32).reshape(1, 1, 3, 1), np.array([0.3], np.float32)])
+    model = tf.keras.Model(x, y)
+    content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _write_bytes_atomic(out, content)
+    return out
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -333,13 +420,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lens", action="store_true",
                     help="instead of the stand-in, export a tiny random lens-conditioned NAFNet with the real "
                          "exporter (inputs image, depth, lens; fp32 and fp16; about a minute)")
+    ap.add_argument("--blur-lens", action="store_true",
+                    help="the TF-built lens stand-in: inputs image, depth, lens; Gaussian blur levels blended by "
+                         "the lens's blur radius, so tap-to-focus and the strength slider visibly act (seconds)")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.path.insert(0, str(REPO))  # run as a script: make `export` (the manifest code) importable
     if args.lens:
         out = export_tiny_generator(args.out, args.size, lens_input=True)
     else:
-        out = build_fixture(args.out, args.size, args.name)
+        out = build_fixture(args.out, args.size, args.name, lens=args.blur_lens,
+                            precisions=("fp32", "fp16") if args.blur_lens else ("fp32", "fp16", "int8"))
     print(out / "manifest.json")
 
 

@@ -5,7 +5,9 @@ procedural scenes with a subject, a backdrop with highlights that become bokeh b
 planes and thin structures), so the page shows the kind of input the generator is trained on.
 Each sample is an all-in-focus photo and its depth map in the dataset folder layout
 (``original/<id>.png``, ``depth/<id>.png``), plus ``index.json`` listing them for the page (a
-static server cannot list a folder).
+static server cannot list a folder). The last sample is a portrait-format head and shoulders
+(``eval.matte.synthetic_portrait``, in ``photo/``) with no depth map (``"depth": null``): the page
+computes a person matte for it.
 
 Depth is normalised disparity, 1 = near, stored as an **8-bit** grayscale PNG rather than the
 dataset's 16-bit: browsers decode PNGs into an 8-bit canvas, so 8 bits is what the page can feed
@@ -63,6 +65,17 @@ def make_samples(
         _save_png_atomic(Image.fromarray(depth8, "L"), out / "depth" / f"{sample_id}.png")
         entries.append({"id": str(sample_id), "image": f"original/{sample_id}.png", "depth": f"depth/{sample_id}.png",
                         "source": f"training.synth.make_pair(seed={seed}, split={SPLIT!r}, index={scene})"})
+    # A portrait-format photo with no depth map: the page falls back to the person matte for it and
+    # turns it into the model's landscape frame (eval.matte.synthetic_portrait, a head and shoulders).
+    from eval.matte import synthetic_portrait
+
+    portrait, _ = synthetic_portrait(size[1], size[0], seed=0)
+    sample_id = len(entries)
+    # photo/, not original/: original/ + depth/ is a dataset split (the exporter's --parity-data reads it).
+    _save_png_atomic(Image.fromarray(portrait, "RGB"), out / "photo" / f"{sample_id}.png")
+    entries.append({"id": str(sample_id), "image": f"photo/{sample_id}.png", "depth": None,
+                    "source": f"eval.matte.synthetic_portrait({size[1]}, {size[0]}, seed=0): no depth map, "
+                              "the page uses the person matte"})
     index = {"size": list(size), "depth_bits": 8, "depth_convention": "disparity, 1 = near", "samples": entries}
     fd, tmp = tempfile.mkstemp(dir=out, prefix=".index.", suffix=".json")
     with os.fdopen(fd, "w") as f:

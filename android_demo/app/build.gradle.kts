@@ -18,6 +18,8 @@ val manifestAsset = modelSpec["manifest_asset"] as String
 val modelFilePattern = modelSpec["model_file_pattern"] as String
 val knownPrecisions = (modelSpec["precisions"] as List<*>).map { it.toString() }
 val depthAsset = (modelSpec["depth_model"] as Map<*, *>)["asset"] as String
+val matteModel = modelSpec["matte_model"] as Map<*, *>
+val matteAsset = matteModel["asset"] as String
 
 val tfliteModelsDir: File = rootProject.file("../tflite_models")
 val bokehModel: String = providers.gradleProperty("bokehModel").getOrElse("").trim()
@@ -80,7 +82,31 @@ val copyModel = tasks.register("copyModel") {
     }
 }
 
-tasks.named("preBuild") { dependsOn(copyModel) }
+// The person matte (the depth of a photo that has none) is not committed either: `python -m eval.matte
+// prepare` writes it from a package (npm @mediapipe/selfie_segmentation, or a mediapipe wheel), with
+// its MediaPipe custom op rewritten to a builtin one; this task copies that file.
+val generatedMatteAssets: File = layout.buildDirectory.dir("generated/matteModel/assets").get().asFile
+val copyMatteModel = tasks.register("copyMatteModel") {
+    group = "bokeh"
+    description = "Copies the person-matte model (model_spec.json matte_model) from the repository's web_demo/matte/."
+    val src = rootProject.file("../" + matteModel["source_dir"] as String).resolve(matteAsset)
+    val prepare = matteModel["prepare"] as String
+    val out = generatedMatteAssets
+    inputs.files(src).optional()
+    outputs.dir(out)
+    doLast {
+        if (!src.isFile) {
+            throw GradleException("$src is missing: run `bash web_demo/setup.sh` (npm installs the MediaPipe package), " +
+                "then `$prepare` from the repository root")
+        }
+        out.deleteRecursively()
+        out.mkdirs()
+        src.copyTo(File(out, matteAsset), overwrite = true)
+        logger.lifecycle("copyMatteModel: $src -> $out")
+    }
+}
+
+tasks.named("preBuild") { dependsOn(copyModel, copyMatteModel) }
 
 android {
     namespace = "org.bokehgan.demo"
@@ -108,6 +134,7 @@ android {
     sourceSets {
         getByName("main") {
             assets.srcDir(generatedModelAssets)
+            assets.srcDir(generatedMatteAssets)
         }
     }
 

@@ -21,10 +21,15 @@ import java.nio.ByteBuffer
  * Nothing about the model is hard-coded: input size, tensor names, layout and value ranges come
  * from the bundled `manifest.json`, checked against `model_spec.json` ([ModelSpec]).
  *
+ * A photo is rendered as `python -m eval.render` renders it ([ImageOps]): turned into the model's
+ * orientation and back, scaled to fit and reflection-padded (never cropped), and the result has the
+ * photo's own size, in-focus pixels from the photo, blurred ones from the output upsampled.
+ *
  * A lens-conditioned export has a third input, `lens` = (d_f, K, dof); every render computes it
  * with the project's auto-focus ([AutoFocus], a port of `training.renderers.lens.auto_focus`) from
- * the depth map as fed, and [lensFor] falls back to the manifest's default without a depth map
- * ([Result.lens] says which was used). A depth-only export (the paper's) gets image and depth only.
+ * the depth at the model's scale; a tap sets d_f (median depth around it) and the aperture slider
+ * sets K ([Result.lens] says which was used). [lensFor] falls back to the manifest's default when
+ * there is no depth. A depth-only export (the paper's) gets image and depth only.
  *
  * Threading: create, use and clean up an instance on ONE thread. The GPU delegate binds its
  * OpenCL/OpenGL context to the thread that created it; calls from another thread fail or hang.
@@ -52,22 +57,30 @@ class BokehHelper(
     enum class LensSource(val label: String) {
         AUTO_FOCUS("auto-focus"),
         MANIFEST_DEFAULT("manifest default"),
+        TAP("tap-to-focus"),
+        SLIDER("aperture slider"),
+        TAP_AND_SLIDER("tap-to-focus + aperture slider"),
     }
 
     /** The lens fed to a lens-conditioned model: (d_f, K, dof) and its source. */
     class Lens(val values: FloatArray, val source: LensSource)
 
+    /** A tap ([focusX], [focusY]: fractions of the photo) and the aperture slider's K; null = auto-focus's. */
+    data class Controls(val focusX: Float? = null, val focusY: Float? = null, val strength: Float? = null)
+
     class Result(
-        /** The photo and depth map as the model saw them (cropped and resized to its input size). */
+        /** The photo, and the result at the photo's own size. */
         val input: Bitmap,
-        val depth: Bitmap,
         val bokeh: Bitmap,
         /** Raw model output, NHWC float32, for comparing accelerators. */
         val output: FloatArray,
         val timings: Timings,
         /** The lens this render fed; null for a depth-only model. */
         val lens: Lens?,
-    )
+    ) {
+        /** Time spent getting the depth (file, depth model or matte), set by the caller; 0 when cached. */
+        var depthMs: Double = 0.0
+    }
 
     data class Benchmark(
         val accelerator: Accelerator,
@@ -100,7 +113,6 @@ class BokehHelper(
     private val outputBuffer: ByteBuffer = ImageOps.floatBuffer(height * width * spec.output.channels)
     // 3 floats (same order NHWC or NCHW), refilled by each preprocess() with that input's lens.
     private val lensBuffer: ByteBuffer? = manifest.lensDefault?.let { ImageOps.floatBuffer(it.size) }
-    private val packedDepth = FloatArray(height * width * spec.depth.channels)  // auto-focus reads it
 
     init {
         require(this.precision in manifest.bundledPrecisions) {
@@ -189,34 +201,57 @@ class BokehHelper(
     }
 
     /**
-     * The lens for a depth map given as the model is fed it (row-major height×width floats):
-     * [AutoFocus] on it, or the manifest's default when [depthValues] is null (no depth map).
-     * Null for a depth-only model.
+     * The lens for a depth map at the model's scale (row-major, [contentWidth] columns, the padding
+     * left out): [AutoFocus] on it, with the tap's d_f ([tapDisparity]) and the slider's K replacing
+     * their own; the manifest's default when [depthValues] is null. Null for a depth-only model.
      */
-    fun lensFor(depthValues: FloatArray?): Lens? {
+    fun lensFor(depthValues: FloatArray?, contentWidth: Int = width, tapDisparity: Float? = null,
+                strength: Float? = null): Lens? {
         val fallback = manifest.lensDefault ?: return null
         if (depthValues == null || depthValues.isEmpty()) return Lens(fallback.copyOf(), LensSource.MANIFEST_DEFAULT)
-        return Lens(AutoFocus.lens(depthValues, width), LensSource.AUTO_FOCUS)
+        val values = AutoFocus.lens(depthValues, contentWidth)
+        tapDisparity?.let { values[0] = it }
+        strength?.let { values[1] = it }
+        val source = when {
+            tapDisparity != null && strength != null -> LensSource.TAP_AND_SLIDER
+            tapDisparity != null -> LensSource.TAP
+            strength != null -> LensSource.SLIDER
+            else -> LensSource.AUTO_FOCUS
+        }
+        return Lens(values, source)
     }
 
-    /** Crop/resize and pack the inputs (and the lens) into the input buffers; returns the fitted bitmaps. */
-    private fun preprocess(photo: Bitmap, depth: Bitmap): Triple<Bitmap, Bitmap, Lens?> {
-        val fittedPhoto = ImageOps.fitTo(photo, width, height)
-        val fittedDepth = ImageOps.fitTo(depth, width, height)
-        ImageOps.packRgb(fittedPhoto, imageBuffer, spec.image.range)
-        ImageOps.packGray(fittedDepth, depthBuffer, spec.depth.range)
-        val lens = lensBuffer?.let { buffer ->
-            // Auto-focus on the depth exactly as packed (one channel: NHWC is row-major H×W).
-            depthBuffer.asFloatBuffer().get(packedDepth)
-            depthBuffer.rewind()
-            checkNotNull(lensFor(packedDepth)).also { chosen ->
-                buffer.rewind()
-                chosen.values.forEach { buffer.putFloat(it) }
-                buffer.rewind()
-            }
+    /**
+     * The photo and its depth in the model's frame, packed into the input buffers, and the lens
+     * (filled into its buffer for a lens model). Returns the frame and the lens the blend uses
+     * (auto-focus's for a depth-only model, as eval.render does).
+     */
+    private fun preprocess(photo: Bitmap, depth: DepthMap, controls: Controls): Pair<ImageOps.Frame, FloatArray> {
+        val f = ImageOps.modelFrame(photo.height, photo.width, height, width)
+        val rgb = ImageOps.rgbFloats(ImageOps.toFrame(photo, f))
+        val turned = if (f.turn) ImageOps.rot90(depth.values, depth.height, depth.width, 1, 1) else depth.values
+        val (dh, dw) = if (f.turn) depth.width to depth.height else depth.height to depth.width
+        val content = ImageOps.resize(turned, dh, dw, 1, f.ch, f.cw)
+        for (i in content.indices) content[i] = content[i].coerceIn(0f, 1f)
+        ImageOps.putFloats(ImageOps.reflectPad(rgb, f.ch, f.cw, 3, height, width, f.top, f.left), imageBuffer, spec.image.range)
+        ImageOps.putFloats(ImageOps.reflectPad(content, f.ch, f.cw, 1, height, width, f.top, f.left), depthBuffer, spec.depth.range)
+        val tap = if (controls.focusX != null && controls.focusY != null) {
+            ImageOps.tapDisparity(depth.values, depth.height, depth.width, controls.focusX, controls.focusY)
+        } else null
+        val lens = lensFor(content, f.cw, tap, controls.strength)
+        lensBuffer?.let { buffer ->
+            buffer.rewind()
+            checkNotNull(lens).values.forEach { buffer.putFloat(it) }
+            buffer.rewind()
         }
-        return Triple(fittedPhoto, fittedDepth, lens)
+        val blendLens = lens?.values ?: AutoFocus.lens(content, f.cw).also { v -> tap?.let { v[0] = it } }
+        lastLens = lens
+        return f to blendLens
     }
+
+    /** The lens the last [render] or [benchmark] fed (null for a depth-only model). */
+    var lastLens: Lens? = null
+        private set
 
     private fun runModel() {
         val interp = checkNotNull(interpreter) { "BokehHelper used after cleanup()" }
@@ -237,24 +272,30 @@ class BokehHelper(
         }
     }
 
-    /** Render bokeh for [photo] with its [depth] map (grayscale, bright = near). */
-    fun render(photo: Bitmap, depth: Bitmap): Result {
+    /** Render bokeh for [photo] at its own size with its [depth] (DepthMap: file, depth model or matte). */
+    fun render(photo: Bitmap, depth: DepthMap, controls: Controls = Controls()): Result {
         val t0 = SystemClock.elapsedRealtimeNanos()
-        val (fittedPhoto, fittedDepth, lens) = preprocess(photo, depth)
+        val (f, blendLens) = preprocess(photo, depth, controls)
+        val lens = lastLens
         val t1 = SystemClock.elapsedRealtimeNanos()
         runModel()
         val t2 = SystemClock.elapsedRealtimeNanos()
         outputBuffer.rewind()
         val output = FloatArray(height * width * spec.output.channels)
         outputBuffer.asFloatBuffer().get(output)
-        val bokeh = ImageOps.toBitmap(output, width, height, spec.output.range)
+        // Back to the photo: cut the padding, turn back, upsample (bilinear), keep the photo where sharp.
+        val cut = ImageOps.cutOutput(output, width, f, spec.output.range)
+        val out = if (f.turn) ImageOps.rot90(cut, f.ch, f.cw, 3, -1) else cut
+        val (oh, ow) = if (f.turn) f.cw to f.ch else f.ch to f.cw
+        val up = Bitmap.createScaledBitmap(ImageOps.toBitmap01(out, ow, oh), photo.width, photo.height, true)
+        val bokeh = ImageOps.blend(photo, up, depth.values, blendLens, f.scale)
         val t3 = SystemClock.elapsedRealtimeNanos()
-        return Result(fittedPhoto, fittedDepth, bokeh, output, Timings(ms(t1 - t0), ms(t2 - t1), ms(t3 - t2)), lens)
+        return Result(photo, bokeh, output, Timings(ms(t1 - t0), ms(t2 - t1), ms(t3 - t2)), lens)
     }
 
     /** Inference latency only: [runs] timed runs after [warmup] untimed ones, on the same inputs. */
-    fun benchmark(photo: Bitmap, depth: Bitmap, warmup: Int = 3, runs: Int = 20): Benchmark {
-        preprocess(photo, depth)
+    fun benchmark(photo: Bitmap, depth: DepthMap, controls: Controls = Controls(), warmup: Int = 3, runs: Int = 20): Benchmark {
+        preprocess(photo, depth, controls)
         repeat(warmup) { runModel() }
         val times = List(runs) {
             val t0 = SystemClock.elapsedRealtimeNanos()

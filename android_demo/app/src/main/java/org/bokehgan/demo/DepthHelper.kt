@@ -2,21 +2,44 @@ package org.bokehgan.demo
 
 import android.content.Context
 import android.graphics.Bitmap
+import android.graphics.Color
 import android.os.SystemClock
 import org.tensorflow.lite.DataType
 import org.tensorflow.lite.Interpreter
 import org.tensorflow.lite.support.common.FileUtil
+import kotlin.math.abs
+
+/** A depth map at the photo's size: disparity in [0, 1] (1 = near), row-major, and where it came from. */
+class DepthMap(val values: FloatArray, val width: Int, val height: Int, val source: String) {
+    companion object {
+        /**
+         * A grayscale depth map the user picked (bright = near; the red channel, 8 bits), at the
+         * photo's size. Another aspect ratio is refused, as training.data.read_depth refuses it.
+         */
+        fun fromBitmap(depth: Bitmap, photoWidth: Int, photoHeight: Int): DepthMap {
+            val ratio = photoHeight.toDouble() / photoWidth
+            if (abs(depth.height.toDouble() / depth.width - ratio) > 0.02 * ratio) {
+                throw IllegalArgumentException(
+                    "the depth map is ${depth.width}×${depth.height} but the photo is $photoWidth×$photoHeight; " +
+                        "aspect ratios differ (the map must be of the photo as displayed)",
+                )
+            }
+            val pixels = IntArray(depth.width * depth.height)
+            depth.getPixels(pixels, 0, depth.width, 0, 0, depth.width, depth.height)
+            val gray = FloatArray(pixels.size) { Color.red(pixels[it]) / 255f }
+            val values = ImageOps.resize(gray, depth.height, depth.width, 1, photoHeight, photoWidth)
+            return DepthMap(values, photoWidth, photoHeight, "depth map")
+        }
+    }
+}
 
 /**
- * Optional monocular depth for photos that come without a depth map: runs `depth.tflite` (a
- * DPT/MiDaS-style model placed beside the bokeh model in tflite_models/<name>/, copied by the
- * copyModel task) on the CPU.
- *
- * Bokeh-Loss GAN conditions the generator on DPT's prediction (§3.2). MiDaS-family models predict
- * relative disparity up to an unknown scale and shift, so the output is min-max normalised per
- * image to [0, 1], 1 = near: the training data's convention (see training/depth.py).
- * Input size and layout come from the .tflite file's own input tensor ([1, h, w, 3], NHWC); the
- * normalisation (mean/std) from model_spec.json.
+ * A user's monocular depth model, `depth.tflite` (MiDaS v2.1 small, Depth Anything V2 small): placed
+ * beside the bokeh model in tflite_models/<name>/ and copied by the copyModel task, it is preferred
+ * to the person matte. Its contract is model_spec.json "depth_model" (the web page reads the same):
+ * one float32 [1, h, w, 3] input, the photo squashed to h×w and normalised with the spec's mean and
+ * std; one output map of relative disparity, min-max normalised per photo to [0, 1], 1 = near (the
+ * training data's convention, see training/depth.py), resized to the photo.
  */
 class DepthHelper(private val context: Context, private val spec: ModelSpec, numThreads: Int = BokehHelper.DEFAULT_THREADS) {
 
@@ -40,8 +63,8 @@ class DepthHelper(private val context: Context, private val spec: ModelSpec, num
         inWidth = shape[2]
     }
 
-    /** Disparity map for [photo], same size as [photo], gray, bright = near. */
-    fun estimate(photo: Bitmap): Bitmap {
+    /** Disparity of [photo] at its own size. */
+    fun estimate(photo: Bitmap): DepthMap {
         // Squash to the model's input size as DPT's image processor does (no aspect preservation).
         val resized = Bitmap.createScaledBitmap(photo, inWidth, inHeight, true)
         val input = ImageOps.floatBuffer(inHeight * inWidth * 3)
@@ -56,8 +79,8 @@ class DepthHelper(private val context: Context, private val spec: ModelSpec, num
         output.rewind()
         val values = FloatArray(outH * outW)
         output.asFloatBuffer().get(values)
-        val disparity = ImageOps.disparityToBitmap(values, outW, outH)
-        return Bitmap.createScaledBitmap(disparity, photo.width, photo.height, true)
+        val disparity = ImageOps.resize(ImageOps.minMax(values), outH, outW, 1, photo.height, photo.width)
+        return DepthMap(disparity, photo.width, photo.height, "depth model")
     }
 
     fun cleanup() {

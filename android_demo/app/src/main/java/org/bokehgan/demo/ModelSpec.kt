@@ -24,6 +24,9 @@ data class LensSpec(val name: String, val layout: String, val dtype: String, val
 /** The optional monocular depth model (DPT/MiDaS-style) bundled as depth.tflite. */
 data class DepthModelSpec(val asset: String, val mean: FloatArray, val std: FloatArray)
 
+/** The person-matte model (MediaPipe selfie segmentation), the depth of a photo that has none. */
+data class MatteModelSpec(val asset: String, val range: Pair<Float, Float>)
+
 /**
  * What the app expects of an exported model: asset names, tensor names, layout, dtype, value
  * ranges. Read from `assets/model_spec.json`, the file that the `copyModel` Gradle task and
@@ -43,6 +46,10 @@ class ModelSpec private constructor(json: JSONObject) {
     }
     val depthModel: DepthModelSpec = json.getJSONObject("depth_model").let {
         DepthModelSpec(it.getString("asset"), it.getJSONArray("input_mean").floats(), it.getJSONArray("input_std").floats())
+    }
+    val matteModel: MatteModelSpec = json.getJSONObject("matte_model").let {
+        val range = it.getJSONArray("input_range").floats()
+        MatteModelSpec(it.getString("asset"), range[0] to range[1])
     }
 
     val image: TensorSpec get() = inputs.first { it.channels == 3 }
