@@ -3,10 +3,6 @@ package org.bokehgan.demo
 import android.content.Context
 import android.graphics.Bitmap
 import android.graphics.Color
-import android.os.SystemClock
-import org.tensorflow.lite.DataType
-import org.tensorflow.lite.Interpreter
-import org.tensorflow.lite.support.common.FileUtil
 import kotlin.math.abs
 
 /** A depth map at the photo's size: disparity in [0, 1] (1 = near), row-major, and where it came from. */
@@ -41,50 +37,23 @@ class DepthMap(val values: FloatArray, val width: Int, val height: Int, val sour
  * std; one output map of relative disparity, min-max normalised per photo to [0, 1], 1 = near (the
  * training data's convention, see training/depth.py), resized to the photo.
  */
-class DepthHelper(private val context: Context, private val spec: ModelSpec, numThreads: Int = BokehHelper.DEFAULT_THREADS) {
+class DepthHelper(context: Context, private val spec: ModelSpec, numThreads: Int = BokehHelper.DEFAULT_THREADS) {
 
-    private val interpreter: Interpreter
-    private val inHeight: Int
-    private val inWidth: Int
-    var lastInferenceMs: Double = 0.0
-        private set
-
-    init {
-        val model = FileUtil.loadMappedFile(context, spec.depthModel.asset)
-        interpreter = Interpreter(model, Interpreter.Options().setNumThreads(numThreads).setUseXNNPACK(true))
-        val input = interpreter.getInputTensor(0)
-        val shape = input.shape()
-        if (shape.size != 4 || shape[0] != 1 || shape[3] != 3 || input.dataType() != DataType.FLOAT32) {
-            throw IllegalStateException(
-                "${spec.depthModel.asset}: input is ${input.dataType()} ${shape.contentToString()}, expected FLOAT32 [1, h, w, 3] (NHWC)",
-            )
-        }
-        inHeight = shape[1]
-        inWidth = shape[2]
-    }
+    private val model = PhotoMapModel(context, spec.depthModel.asset, numThreads)
+    val lastInferenceMs: Double
+        get() = model.lastInferenceMs
 
     /** Disparity of [photo] at its own size. */
     fun estimate(photo: Bitmap): DepthMap {
-        // Squash to the model's input size as DPT's image processor does (no aspect preservation).
-        val resized = Bitmap.createScaledBitmap(photo, inWidth, inHeight, true)
-        val input = ImageOps.floatBuffer(inHeight * inWidth * 3)
-        ImageOps.packRgb(resized, input, spec.depthModel.mean, spec.depthModel.std)
-        val outShape = interpreter.getOutputTensor(0).shape()  // [1, h, w] or [1, h, w, 1]
-        val outH = outShape[1]
-        val outW = outShape[2]
-        val output = ImageOps.floatBuffer(outH * outW)
-        val t0 = SystemClock.elapsedRealtimeNanos()
-        interpreter.run(input, output)
-        lastInferenceMs = (SystemClock.elapsedRealtimeNanos() - t0) / 1e6
-        output.rewind()
-        val values = FloatArray(outH * outW)
-        output.asFloatBuffer().get(values)
-        val disparity = ImageOps.resize(ImageOps.minMax(values), outH, outW, 1, photo.height, photo.width)
+        val (values, h, w) = model.run(photo) { bitmap, input ->
+            ImageOps.packRgb(bitmap, input, spec.depthModel.mean, spec.depthModel.std)
+        }
+        val disparity = ImageOps.resize(ImageOps.minMax(values), h, w, 1, photo.height, photo.width)
         return DepthMap(disparity, photo.width, photo.height, "depth model")
     }
 
     fun cleanup() {
-        interpreter.close()
+        model.cleanup()
     }
 
     companion object {
