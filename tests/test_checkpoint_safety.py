@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import QUICK, REPO, STAGE1, STAGE2, TINY_CLI
 from training.checkpoint import (
     SAFETENSORS_NAME,
     UntrustedCheckpointError,
@@ -21,13 +22,7 @@ from training.checkpoint import (
 )
 from training.model import NAFNet
 
-REPO = Path(__file__).resolve().parents[1]
-STAGE1 = str(REPO / "training/configs/stage1.yaml")
-STAGE2 = str(REPO / "training/configs/stage2.yaml")
-QUICK = str(REPO / "training/configs/quick.yaml")
 TINY_ARCH = {"width": 4, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 1), "lens_input": False}
-TINY_CLI = ["--model.width", "4", "--model.enc_blocks", "[1, 1, 1, 1]", "--model.dec_blocks", "[1, 1, 1, 1]",
-            "--model.middle_blocks", "1"]
 REFUSED = "not a trusted weights-only checkpoint"
 
 

@@ -9,14 +9,8 @@ import pytest
 import torch
 import yaml
 
+from tests.conftest import LENS, QUICK, REPO, STAGE1, STAGE2, TINY_CLI
 from training.__main__ import main
-
-REPO = Path(__file__).resolve().parents[1]
-STAGE1 = str(REPO / "training/configs/stage1.yaml")
-STAGE2 = str(REPO / "training/configs/stage2.yaml")
-QUICK = str(REPO / "training/configs/quick.yaml")
-TINY = ["--model.width", "4", "--model.enc_blocks", "[1, 1, 1, 1]", "--model.dec_blocks", "[1, 1, 1, 1]",
-        "--model.middle_blocks", "1"]
 
 
 def _print_config(config: str, capsys) -> dict:
@@ -51,7 +45,7 @@ def test_print_config_stage2_has_the_papers_numbers(capsys):
 
 def _fit(config, root, out, *extra):
     return main([
-        "fit", "--config", config, "--config", QUICK, *TINY,
+        "fit", "--config", config, "--config", QUICK, *TINY_CLI,
         "--data.root", str(root), "--data.crop_size", "64", "--data.batch_size", "2",
         "--trainer.logger.init_args.save_dir", str(out), "--trainer.max_steps", "4",
         "--trainer.enable_progress_bar", "false", *extra,
@@ -130,7 +124,7 @@ def test_every_parameter_of_generator_and_both_critics_gets_a_gradient():
 def test_killed_run_resumes_at_the_saved_step(tiny_dataset, tmp_path):
     out, log = tmp_path / "runs", tmp_path / "steps.log"
     env = {**os.environ, "BOKEH_STEP_LOG": str(log), "PYTHONPATH": str(REPO)}
-    base = [sys.executable, "-m", "training", "fit", "--config", STAGE1, "--config", QUICK, *TINY,
+    base = [sys.executable, "-m", "training", "fit", "--config", STAGE1, "--config", QUICK, *TINY_CLI,
             "--data.root", str(tiny_dataset), "--data.crop_size", "64", "--data.batch_size", "2",
             "--trainer.logger.init_args.save_dir", str(out), "--trainer.max_steps", "6",
             "--trainer.enable_progress_bar", "false",
@@ -146,9 +140,6 @@ def test_killed_run_resumes_at_the_saved_step(tiny_dataset, tmp_path):
     resumed = subprocess.run([*base, "--ckpt_path", str(last)], env=env, cwd=REPO, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert log.read_text().split("\n")[:3] == ["start 0", f"start {saved_step}", "end 6"]
-
-
-LENS = str(REPO / "training/configs/lens.yaml")
 
 
 def test_lens_conditioned_model_trains_through_both_stages(tmp_path):
