@@ -176,3 +176,34 @@ def test_command_line_run_does_not_warn_about_args():
                        cwd=Path(__file__).resolve().parents[1])
     assert p.returncode == 0 and "--model.lens_input" in p.stdout
     assert "args parameter is intended" not in p.stderr, p.stderr[-500:]
+
+
+def test_sigterm_stops_at_the_next_step_saving_last_ckpt(tiny_dataset, tmp_path):
+    """Lightning's own handling of SIGTERM ended a fit with exit status 0 and no checkpoint of the
+    steps since the last periodic save; training.callbacks.GracefulStop saves last.ckpt and exits 143."""
+    import signal
+    import time
+
+    out, progress = tmp_path / "runs", tmp_path / "progress"
+    cmd = [sys.executable, "-m", "training", "fit", "--config", STAGE1, "--config", QUICK, *TINY_CLI,
+           "--data.root", str(tiny_dataset), "--data.crop_size", "64", "--data.batch_size", "2",
+           "--trainer.logger.init_args.save_dir", str(out), "--trainer.max_steps", "100000",
+           "--trainer.max_epochs", "100000", "--trainer.enable_progress_bar", "false",
+           "--trainer.callbacks+=tests.kill_callback.RecordProgress"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BOKEH_PROGRESS": str(progress)}
+    p = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not (progress.is_file() and int(progress.read_text().split()[1]) >= 2):
+            assert p.poll() is None and time.monotonic() < deadline, p.stderr.read()[-3000:] if p.poll() else "slow"
+            time.sleep(0.2)
+        at = int(progress.read_text().split()[1])
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=300)
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+    assert p.returncode == 143, err[-3000:]
+    step = torch.load(out / "stage1" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
+    assert at <= step <= at + 2, (at, step)  # the next batch boundary, saved on the way out

@@ -16,6 +16,10 @@ Every fit that checkpoints also keeps ``model.safetensors`` beside ``best.ckpt``
 Speed levers for one GPU (``docs/gpu_training.md``, measured by ``python -m training.benchmark``):
 ``channels_last``, ``compile`` and ``fused_adam``. None of them changes what a step computes, only
 how fast; bf16 autocast is the trainer's ``precision: bf16-mixed``.
+
+Under DDP (``--trainer.strategy ddp``; ``tests/test_ddp.py``) a step equals one process's on the
+same global batch: the logged training losses are synced over ranks, the validation metrics are
+means over the whole split with each image once, and ranks > 0 draw their own random crops.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from torch import nn
 from training.checkpoint import load_generator
 from training.model import NAFNet
 
-__all__ = ["BokehGAN"]
+__all__ = ["BokehGAN", "ResumeMismatchError"]
 
 
 class BokehGAN(L.LightningModule):
@@ -253,14 +257,16 @@ class BokehGAN(L.LightningModule):
         self.untoggle_optimizer(opt_g)
 
         self._log_train(terms, loss, n)
-        self.log_dict({"train/d_wgan": d_wgan.detach(), "train/gp": gp.detach()}, batch_size=n)
+        self.log_dict({"train/d_wgan": d_wgan.detach(), "train/gp": gp.detach()}, batch_size=n, sync_dist=True)
         if self.hparams.lr_decay_steps:
             for sched in self.lr_schedulers():
                 sched.step()
 
     def _log_train(self, terms: dict[str, torch.Tensor], loss: torch.Tensor, n: int) -> None:
-        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=n)
-        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=n)
+        # sync_dist: under DDP the logged value is the mean over the global batch, as with one
+        # process, not rank 0's share of it (one small all-reduce per key and step).
+        self.log_dict({f"train/{k}": v.detach() for k, v in terms.items()}, batch_size=n, sync_dist=True)
+        self.log("train/loss", loss.detach(), prog_bar=True, batch_size=n, sync_dist=True)
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -286,29 +292,59 @@ class BokehGAN(L.LightningModule):
 
         fake = self.generate(batch).float().clamp(0, 1)
         target = batch["target"].float()
-        n = fake.shape[0]
-        self.log("val/l1", F.l1_loss(fake, target), batch_size=n, sync_dist=True)
-        self.log("val/psnr", psnr(fake, target).mean(), prog_bar=True, batch_size=n, sync_dist=True)
-        self.log("val/ssim", ssim(fake, target).mean(), batch_size=n, sync_dist=True)
+        # Per image, keyed by sample id, reduced in on_validation_epoch_end: under DDP each rank
+        # sees part of the split and DistributedSampler pads the last round with repeated samples,
+        # so a per-rank mean (or Lightning's mean of rank means) would not be the split's mean.
+        rows = torch.stack([(fake - target).abs().flatten(1).mean(1), psnr(fake, target, reduction="none"),
+                            ssim(fake, target, reduction="none")], dim=1).double().cpu()  # (B, 3)
+        ids = batch.get("id") or [f"rank{self.global_rank}/batch{batch_idx}/{j}" for j in range(len(rows))]
+        for sid, row in zip(ids, rows.tolist(), strict=True):
+            self._val_scores[str(sid)] = row
         if batch_idx < self.hparams.num_sample_images and self.trainer.is_global_zero:
             self._samples.append(torch.cat([batch["image"][:1], fake[:1], target[:1]], dim=3).cpu())
 
     def on_validation_epoch_start(self) -> None:
         self._samples: list[torch.Tensor] = []
+        self._val_scores: dict[str, list[float]] = {}
 
     def on_validation_epoch_end(self) -> None:
+        scores = self._val_scores
+        if self.trainer.world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            # Every rank calls this, whatever it holds: a collective that only some ranks reach hangs.
+            gathered: list[dict[str, list[float]] | None] = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, scores)
+            scores = {k: v for part in gathered for k, v in (part or {}).items()}  # padding repeats ids: once each
+        if scores:
+            # Sorted ids and float64: the same sum in the same order on every rank and world size.
+            l1, p, s = torch.tensor([scores[k] for k in sorted(scores)], dtype=torch.float64).mean(0).tolist()
+            # Already the whole split's mean, the same on every rank (ModelCheckpoint reads val/psnr on
+            # each). sync_dist with "max" of equal values changes nothing, exactly; it only keeps
+            # Lightning from warning that an epoch-level value was logged without sync_dist.
+            for key, value in (("val/l1", l1), ("val/psnr", p), ("val/ssim", s)):
+                self.log(key, value, prog_bar=key == "val/psnr", batch_size=len(scores), sync_dist=True,
+                         reduce_fx="max")
         if not self._samples or self.trainer.sanity_checking:
             return
         self._write_samples(self._samples)
 
+    def _run_dir(self) -> Path:
+        """Where the logger writes (runs/stage1), without a collective.
+
+        ``trainer.log_dir`` broadcasts from rank 0; called only from rank 0 (the samples) it
+        waited forever for the other ranks, which were in the checkpoint barrier (issue 16's hang).
+        """
+        logger = self.trainer.logger
+        if logger is None:
+            return Path(self.trainer.default_root_dir)
+        return Path(getattr(logger, "log_dir", None) or logger.save_dir or self.trainer.default_root_dir)
+
     def _write_samples(self, samples: list[torch.Tensor]) -> None:
-        """Input | output | ground truth rows, as a PNG beside the logs and in TensorBoard."""
+        """Input | output | ground truth rows, as a PNG beside the logs and in TensorBoard (rank 0 only)."""
         from PIL import Image  # noqa: PLC0415
 
         width = max(s.shape[3] for s in samples)
         grid = torch.cat([F.pad(s, (0, width - s.shape[3])) for s in samples], dim=2)[0]  # (3, ΣH, W)
-        log_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        out = log_dir / "samples" / f"step{self.global_step:07d}.png"
+        out = self._run_dir() / "samples" / f"step{self.global_step:07d}.png"
         out.parent.mkdir(parents=True, exist_ok=True)
         arr = (grid.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
         tmp = out.with_suffix(".tmp.png")
@@ -320,16 +356,80 @@ class BokehGAN(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def configure_callbacks(self) -> list[L.Callback]:
-        from training.callbacks import GeneratorSafetensors  # noqa: PLC0415
+        from training.callbacks import GeneratorSafetensors, GracefulStop  # noqa: PLC0415
 
+        # SIGTERM stops every rank within seconds, saving last.ckpt (training.callbacks.GracefulStop).
+        callbacks: list[L.Callback] = [GracefulStop()]
         # model.safetensors beside best.ckpt, so the generator can be shared without a pickle. Only
         # when the trainer checkpoints at all (the speed benchmark does not).
-        return [GeneratorSafetensors()] if self.trainer.checkpoint_callbacks else []
+        if self.trainer.checkpoint_callbacks:
+            callbacks.append(GeneratorSafetensors())
+        return callbacks
+
+    def on_fit_start(self) -> None:
+        if self.trainer.world_size > 1 and self.global_rank > 0:
+            # seed_everything gives every rank the same torch seed, so every rank would draw the same
+            # crop offsets, flips and gradient-penalty mixes for its own images. Rank 0 keeps the
+            # stream of a single-process run; DDP has already made the weights equal on all ranks.
+            torch.manual_seed(torch.initial_seed() + self.global_rank)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # Exported models record the config they were trained with (export/manifest.py).
         checkpoint["config"] = self.training_config
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainer = self._trainer
+        if trainer is not None and trainer.state.fn == "fit":
+            self._check_resumed_hparams(checkpoint, trainer.ckpt_path)
         self.training_config = checkpoint.get("config", {}) or {}
 
+    def _check_resumed_hparams(self, checkpoint: dict[str, Any], ckpt_path: str | None) -> None:
+        """A resume continues one run: its model settings must be the checkpoint's (issue 13, row 4).
+
+        Lightning's CLI used to replace every ``model.*`` value of the YAML and the command line with
+        the checkpoint's, silently: ``--config stage2.yaml --ckpt_path <stage-1 ckpt>`` trained stage 1
+        again into runs/stage2. ``training.__main__`` no longer does, and this makes a difference an
+        error that names each value. ``RESUME_MAY_CHANGE`` lists what may differ.
+        """
+        import inspect  # noqa: PLC0415
+
+        saved = checkpoint.get("hyper_parameters") or {}
+        defaults = {k: p.default for k, p in inspect.signature(BokehGAN.__init__).parameters.items() if k != "self"}
+        diffs = []
+        for key, now in self.hparams.items():
+            if key in RESUME_MAY_CHANGE or key not in defaults:
+                continue
+            then = saved.get(key, defaults[key])  # a key added after the checkpoint had its default then
+            if _plain(then) != _plain(now):
+                diffs.append((key, then, now))
+        if not diffs:
+            return
+        path = Path(ckpt_path) if ckpt_path else None
+        where = f"{path}: " if path else ""
+        listed = ", ".join(f"model.{k}={_plain(a)!r} (config: {_plain(b)!r})" for k, a, b in diffs[:6])
+        more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
+        hint = ""
+        if not saved.get("adv_weight") and self.hparams.adv_weight:
+            hint = " It is a stage-1 checkpoint and the config is stage 2's."
+        run_config = path.parent.parent / "config.yaml" if path else None
+        own = f" (--config {run_config})" if run_config is not None and run_config.is_file() else ""
+        raise ResumeMismatchError(
+            f"{where}--ckpt_path resumes the run this checkpoint belongs to, but it was trained with {listed}{more}."
+            f"{hint} To resume, use the run's own settings{own}; to start a new run from its weights, pass "
+            f"--model.init_generator {path or 'CKPT'} instead of --ckpt_path."
+        )
+
+
+# Settings a resumed run may change: how fast a step runs, or where a file lives, not what a step
+# computes (init_generator only seeds a fresh run; a resume loads every weight from the checkpoint).
+RESUME_MAY_CHANGE = frozenset({"channels_last", "compile", "fused_adam", "num_sample_images", "vgg_weights",
+                               "init_generator"})
+
+
+class ResumeMismatchError(ValueError):
+    """``--ckpt_path`` given with model settings that differ from the checkpoint's."""
+
+
+def _plain(v: Any) -> Any:
+    """YAML, the CLI and a checkpoint spell a sequence as a list or a tuple (1 == 1.0 already)."""
+    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v

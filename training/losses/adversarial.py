@@ -51,6 +51,7 @@ def gradient_penalty(
     fake: torch.Tensor,
     condition: torch.Tensor | None,
     weight: float = 1.0,
+    eps: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``weight · E[(‖∇_x̂ D(x̂ | photo)‖₂ − 1)²]``, x̂ = ε·real + (1 − ε)·fake, ε ~ U[0, 1] per image.
 
@@ -60,6 +61,9 @@ def gradient_penalty(
     condition, identical for real and fake, so it is not interpolated and not penalised.
     ``create_graph=True`` so the penalty trains the critic. ``fake`` is detached (the penalty
     belongs to the critic's step). Runs in float32 with autocast off.
+
+    ``eps``: the (B,) mixing weights; None draws them from U[0, 1]. Given, two runs that split a
+    batch differently (one process or two DDP ranks) mix each image alike (tests/test_ddp.py).
     """
     if real.shape != fake.shape:
         raise ValueError(f"real {tuple(real.shape)} and fake {tuple(fake.shape)} differ in shape")
@@ -67,7 +71,9 @@ def gradient_penalty(
         real32 = real.detach().float()
         fake32 = fake.detach().float()
         cond32 = None if condition is None else condition.detach().float()
-        eps = torch.rand(real32.shape[0], 1, 1, 1, device=real32.device)
+        if eps is None:
+            eps = torch.rand(real32.shape[0], 1, 1, 1, device=real32.device)
+        eps = eps.to(real32).reshape(real32.shape[0], 1, 1, 1)
         interp = (eps * real32 + (1.0 - eps) * fake32).requires_grad_(True)  # (B, 3, H, W)
         scores = _as_list(discriminator(interp, cond32))
         penalties = []
