@@ -5,16 +5,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv venv-litert-torch test test-all test-web demo clean
+.PHONY: venv venv-litert-torch lint format test test-all test-web demo clean
 
-# (Re)create the virtual environment whenever requirements.txt changes.
+# (Re)create the virtual environment whenever requirements.txt or requirements-dev.txt changes.
 # LPIPS's linear calibration weights are data files inside the lpips wheel. The package itself
 # imports torchvision (which does not import beside CPU torch), so it is installed without its
 # dependencies and eval/lpips.py reads the weights from it by path; it is never imported.
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
 	$(PY) -m pip install -q --no-deps lpips==0.1.4
 	touch $@
 
@@ -30,6 +30,15 @@ $(LITERT_VENV)/.installed: requirements-litert-torch.txt
 	touch $@
 
 venv-litert-torch: $(LITERT_VENV)/.installed
+
+# Lint, format check and type check; the rules and the mypy level are in pyproject.toml.
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+format: venv
+	$(PY) -m ruff format .
 
 # -rs: every skipped test says why (a missing browser, Vulkan device or optional environment).
 test: venv

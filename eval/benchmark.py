@@ -39,6 +39,8 @@ from typing import Any
 
 import numpy as np
 
+from common.paths import REPO
+
 TARGET_VS_PYTORCH = 0.2
 TARGET_VS_ORT = 0.6
 
@@ -94,17 +96,16 @@ class Worker:
 
     def __init__(self, path: Path, size: tuple[int, int], threads: int, warmup: int, flush_denormals: bool,
                  spin: bool) -> None:
-        repo = Path(__file__).resolve().parent.parent
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")])))
+        env = dict(os.environ)
         if not spin:
             env["OMP_WAIT_POLICY"] = "PASSIVE"  # PyTorch's OpenMP threads: read once, at start-up
-        cmd = [sys.executable, "-m", "eval.benchmark", "--serve", str(path), "--size", f"{size[0]}x{size[1]}",
+        cmd = [sys.executable, "-m", "eval.benchmark", "--serve", str(path.resolve()), "--size", f"{size[0]}x{size[1]}",
                "--threads", str(threads), "--warmup", str(warmup), *([] if flush_denormals else ["--keep-denormals"]),
                *([] if spin else ["--no-spin"])]
         self.path = path
         self._stderr = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     text=True, env=env)
+                                     text=True, env=env, cwd=REPO)  # `-m` imports this checkout
         self.info = self._read()
         self.times: list[float] = []
 

@@ -77,7 +77,7 @@ def _magnitudes(generator: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> t
             peak["pool"] = max(peak["pool"], float(inputs[0].abs().max()) * pool_hw[id(module)])
 
     handles = [m.register_forward_hook(on_output) for m in generator.modules()]
-    for name, block in generator.named_modules():
+    for block in generator.modules():
         if isinstance(getattr(block, "sca", None), torch.nn.Module):  # a NAFBlock: its map size is its input's
             handles.append(block.register_forward_pre_hook(
                 lambda mod, inp: pool_hw.__setitem__(id(mod.sca), inp[0].shape[-2] * inp[0].shape[-1])))
@@ -116,7 +116,7 @@ def worst_case_inputs(size: tuple[int, int], k_max: float) -> list[tuple[str, np
     ramp = (1.0 - yy / (h - 1))[None, None]
     step = (xx >= w // 2).astype(np.float32)[None, None]
     texture = (0.5 + 0.45 * np.sin(xx / 3.0) * np.cos(yy / 5.0))[None, None].repeat(3, 1)
-    lens = lambda d_f, k, dof=0.0: np.array([d_f, k, dof], np.float32).reshape(1, 3, 1, 1)  # noqa: E731
+    lens = lambda d_f, k, dof=0.0: np.array([d_f, k, dof], np.float32).reshape(1, 3, 1, 1)
     return [
         ("saturated white, depth ramp, strongest lens", np.ones((1, 3, h, w), np.float32), ramp, lens(1.0, k_max)),
         ("flat grey, flat depth", np.full((1, 3, h, w), 0.5, np.float32), np.full_like(ramp, 0.5), lens(0.5, k_max)),

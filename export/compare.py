@@ -29,7 +29,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from common.paths import REPO
+
 CONVERTERS = ("onnx2tf", "onnx-tf", "litert-torch")
 DEFAULT_CONVERTERS = ("onnx2tf", "onnx-tf")  # litert-torch needs .venv-litert-torch: opt in
 
@@ -124,8 +125,7 @@ def main(argv: list[str] | None = None) -> int:
            "--threads", str(args.threads), "--warmup", str(args.warmup), "--runs", str(args.runs),
            "--json", str(bench_json)]
     print("benchmarking ...", file=sys.stderr, flush=True)
-    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(REPO)))
+    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
         print(proc.stderr[-3000:], file=sys.stderr)
         return 1

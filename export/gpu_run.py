@@ -38,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.paths import REPO
 from export.gates import TFLITE_MIN_PSNR_DB, GateError
 from export.manifest import PSNR_CAP_DB
 
@@ -149,12 +150,11 @@ def run_on_gpu(model: str | Path, samples: list[dict[str, np.ndarray]], device: 
     with tempfile.TemporaryDirectory(prefix="gpu-run-") as tmp:
         src, dst = Path(tmp, "in.npz"), Path(tmp, "out.npz")
         np.savez(src, **{f"{i}/{k}": v for i, s in enumerate(samples) for k, v in s.items()})
-        cmd = [sys.executable, "-m", "export.gpu_run", "--worker", str(model), str(src), str(dst)]
-        root = str(Path(__file__).resolve().parent.parent)  # the worker imports this module by name
+        cmd = [sys.executable, "-m", "export.gpu_run", "--worker", str(Path(model).resolve()), str(src), str(dst)]
         env = device.env()
-        env["PYTHONPATH"] = os.pathsep.join(x for x in (root, env.get("PYTHONPATH")) if x)
         try:
-            p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
+            # cwd: `python -m` puts the repo root on the worker's sys.path, so it imports this checkout
+            p = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=WORKER_TIMEOUT_S)
         except subprocess.TimeoutExpired as e:
             raise GateError("gpu-run", f"no result after {WORKER_TIMEOUT_S} s", "a finished run") from e
         log = p.stderr

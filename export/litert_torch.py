@@ -43,7 +43,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from common.paths import REPO
+
 VENV = REPO / ".venv-litert-torch"
 PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_ORDER = ("image", "depth", "lens")  # the manifest's order
@@ -121,8 +122,8 @@ def convert_all_with_litert_torch(generator, size: tuple[int, int], precisions: 
         if "int8" in precisions:
             np.savez(calib_file, **{f"{k}_{i}": a for i, s in enumerate(calib) for k, a in zip(INPUT_ORDER, s.args())})
             cmd += ["--calib", str(calib_file)] + (["--per-channel"] if per_channel else [])
-        # The child imports training.model and export.reparam from this checkout, not an installed copy.
-        env = dict(os.environ, PYTHONPATH=str(REPO), LITERT_TORCH_SHOW_PROGRESS="n", TF_CPP_MIN_LOG_LEVEL="2")
+        # cwd=REPO: the child (`python -m`) imports training.model and export.reparam from this checkout.
+        env = dict(os.environ, LITERT_TORCH_SHOW_PROGRESS="n", TF_CPP_MIN_LOG_LEVEL="2")
         with open(log, "w") as f:
             try:
                 proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=timeout_s)

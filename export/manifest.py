@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,7 +90,7 @@ def build_manifest(name: str, source: dict[str, Any], size: tuple[int, int], lay
     return {
         "format_version": FORMAT_VERSION,
         "name": name,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "source": {k: source.get(k, {} if k in ("arch", "training_config") else "") for k in
                    ("checkpoint", "checkpoint_sha256", "arch", "training_config")},
         "inputs": inputs,

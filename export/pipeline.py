@@ -27,8 +27,8 @@ from tqdm import tqdm
 
 from export import gates
 from export.convert import DEFAULT_CONVERTER, to_saved_model
-from export.litert_torch import convert_all_with_litert_torch, litert_torch_python
 from export.gpu_run import GpuUnavailable, find_vulkan, gate_tflite, gpu_run_entry
+from export.litert_torch import convert_all_with_litert_torch, litert_torch_python
 from export.manifest import MANIFEST_NAME, build_manifest, variant_entry, write_manifest
 from export.onnx_export import export_onnx, onnx_max_abs_diff, simplify_onnx
 from export.reparam import inference_form

@@ -122,7 +122,7 @@ def check_tflite_agrees(manifest: dict, model_dir: Path) -> list[str]:
     from web_demo.fixture_model import tflite_io_details
 
     problems = []
-    for precision, variant in (manifest.get("variants") or {}).items():
+    for variant in (manifest.get("variants") or {}).values():
         path = model_dir / variant["file"]
         if not path.exists():
             problems.append(f"{path}: missing")

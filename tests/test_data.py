@@ -396,9 +396,8 @@ def test_bad_lens_csv_names_the_file_and_line(tmp_path, row):
 def test_check_is_a_gate(tmp_path, capsys):
     """Probe row 6: `python -m training.data --check` exited 0 whatever it found, loaded 16-px crops
     (so an image smaller than the training crop passed) and did nothing without arguments."""
-    from training.data import _main
-
     from tests.conftest import write_pairs
+    from training.data import _main
 
     root = tmp_path / "synthetic"
     write_pairs(root / "train", 3, height=64, width=96)

@@ -53,7 +53,7 @@ def _cmd(config: str, root: Path, out: Path, batch: int, devices: int, *extra: s
 
 
 def _env(**extra: str) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **extra}
+    return {**os.environ, "OMP_NUM_THREADS": "1", **extra}
 
 
 def _run(cmd: list[str], env: dict[str, str], expect_rc: int = 0) -> subprocess.CompletedProcess:

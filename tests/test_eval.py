@@ -139,9 +139,8 @@ def test_grid_has_one_column_per_model_plus_three(data, tmp_path):
 
 
 def test_lpips_column_with_weight_files(data, tmp_path):
-    from tests.test_metrics import _random_weight_files
-
     from eval.lpips import load_lpips
+    from tests.test_metrics import _random_weight_files
 
     alex, lin, _, _ = _random_weight_files(tmp_path)
     model, reason = load_lpips(alex, lin)

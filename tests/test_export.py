@@ -21,8 +21,8 @@ from torch import nn
 
 from export.__main__ import main
 from export.gates import (
-    GateError,
     TFLITE_MIN_PSNR_DB,
+    GateError,
     check_onnx_parity,
     check_tflite_parity,
     gpu_delegate_view,

@@ -109,4 +109,4 @@ def test_tiny_generator_converts_faithfully(tmp_path, tiny_dataset, lens_input):
             run = gate_tflite(path, precision, [s.args() for s in parity], device)
             assert run["status"] == "passed" and run["fully_accelerated"], run
         else:
-            warnings.warn(f"GPU-run gate not run: {why}")
+            warnings.warn(f"GPU-run gate not run: {why}", stacklevel=2)

@@ -209,7 +209,7 @@ def _np_lpips(img0: np.ndarray, img1: np.ndarray, alex, lin, scaling: bool = Tru
         x = 2 * np.clip(img, 0, 1) - 1
         if scaling:
             x = (x - shift) / scale
-        relu = lambda t: np.maximum(t, 0)  # noqa: E731
+        relu = lambda t: np.maximum(t, 0)
         f1 = relu(_np_conv(x, W["features.0.weight"], W["features.0.bias"], 4, 2))
         f2 = relu(_np_conv(_np_maxpool(f1), W["features.3.weight"], W["features.3.bias"], 1, 2))
         f3 = relu(_np_conv(_np_maxpool(f2), W["features.6.weight"], W["features.6.bias"], 1, 1))

@@ -77,7 +77,7 @@ def test_resume_keeps_the_metrics_history(data, tmp_path):
     """Killed at step 5 with last.ckpt at step 4, resumed to step 6: metrics.csv has the rows an
     uninterrupted run has (the killed run's rows before step 4, the resumed run's from step 4)."""
     out, log = tmp_path / "runs", tmp_path / "steps.log"
-    env = {**os.environ, "BOKEH_STEP_LOG": str(log), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "BOKEH_STEP_LOG": str(log)}
     base = [sys.executable, "-m", "training", *_args(STAGE1, data, out, "--trainer.max_steps", "6",
             "--trainer.log_every_n_steps", "1", "--trainer.callbacks.init_args.every_n_train_steps", "2")]
     killed = subprocess.run([*base, "--trainer.callbacks+=tests.kill_callback.KillAtStep",
@@ -164,8 +164,7 @@ def test_command_line_errors_are_one_line(data, stage1_run, tmp_path):
                           (["--trainer.logger.init_args.save_dir", str(tmp_path / "r"), "--ckpt_path", str(empty)],
                            f"{empty}: empty checkpoint file")):
         args = _args(STAGE1, data, out)
-        p = subprocess.run([sys.executable, "-m", "training", *args, *extra], cwd=REPO, capture_output=True, text=True,
-                           env={**os.environ, "PYTHONPATH": str(REPO)})
+        p = subprocess.run([sys.executable, "-m", "training", *args, *extra], cwd=REPO, capture_output=True, text=True)
         assert p.returncode == 2, p.stderr[-2000:]
         last = p.stderr.strip().splitlines()[-1]
         assert last.startswith("error: ") and expect in last, p.stderr[-2000:]

@@ -123,7 +123,7 @@ def test_every_parameter_of_generator_and_both_critics_gets_a_gradient():
 
 def test_killed_run_resumes_at_the_saved_step(tiny_dataset, tmp_path):
     out, log = tmp_path / "runs", tmp_path / "steps.log"
-    env = {**os.environ, "BOKEH_STEP_LOG": str(log), "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "BOKEH_STEP_LOG": str(log)}
     base = [sys.executable, "-m", "training", "fit", "--config", STAGE1, "--config", QUICK, *TINY_CLI,
             "--data.root", str(tiny_dataset), "--data.crop_size", "64", "--data.batch_size", "2",
             "--trainer.logger.init_args.save_dir", str(out), "--trainer.max_steps", "6",
@@ -190,7 +190,7 @@ def test_sigterm_stops_at_the_next_step_saving_last_ckpt(tiny_dataset, tmp_path)
            "--trainer.logger.init_args.save_dir", str(out), "--trainer.max_steps", "100000",
            "--trainer.max_epochs", "100000", "--trainer.enable_progress_bar", "false",
            "--trainer.callbacks+=tests.kill_callback.RecordProgress"]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "BOKEH_PROGRESS": str(progress)}
+    env = {**os.environ, "BOKEH_PROGRESS": str(progress)}
     p = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                          start_new_session=True)
     try:

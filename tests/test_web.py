@@ -458,10 +458,10 @@ def _depth_full(c: dict) -> np.ndarray:
 def check_portrait_session(r: dict, img: np.ndarray, person: np.ndarray, download: Path, strengths: list[float]) -> dict:
     """The acceptance checks of issue 14 on one session (see the test below); returns the energies."""
     import torch
+    from scipy.ndimage import binary_erosion
 
     from eval.matte import PersonMatte
     from eval.render import _tap_disparity, model_frame
-    from scipy.ndimage import binary_erosion
 
     c = r["captures"]
     H, W = img.shape[:2]
@@ -811,7 +811,7 @@ def test_auto_focus_module_matches_python(samples, tmp_path):
     """web_demo/autofocus.js (run by node) == training.renderers.lens.auto_focus, map by map."""
     maps = _auto_focus_maps(samples)
     jobs = []
-    for i, (name, d) in enumerate(maps.items()):
+    for i, d in enumerate(maps.values()):
         path = tmp_path / f"map{i}.f32"
         path.write_bytes(np.ascontiguousarray(d, "<f4").tobytes())
         jobs.append({"path": str(path), "width": int(d.shape[1])})

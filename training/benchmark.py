@@ -49,10 +49,11 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -387,7 +388,7 @@ def run_stage(
     width: int = 8,
     arch: str = "paper",
     precision: str = "32-true",
-    compile: bool = False,  # noqa: A002
+    compile: bool = False,
     channels_last: bool = False,
     fused_adam: bool = False,
     steps: int = 30,
@@ -637,7 +638,9 @@ def run_loader(
                 torch.cuda.synchronize()
                 h2d.append(time.perf_counter() - t)
                 del moved
-        del it, loader
+        # Drop the iterator and the loader (and so its workers) before the temp folder goes; not
+        # `del`, which would leave next_batch's closure reading an unbound name.
+        it = loader = None
     ips = steps * batch_size / elapsed
     return LoaderResult(
         data=str(data),
@@ -751,7 +754,7 @@ def _fake_ebb_sample(index: int, size: tuple[int, int], seed: int) -> tuple[np.n
     # A cheap defocus stand-in: 8x box-downsample, bilinear back up.
     blurred = F.interpolate(F.avg_pool2d(photo[None], 8), size=size, mode="bilinear", align_corners=False)[0]
     bokeh = disparity * photo + (1 - disparity) * blurred
-    to8 = lambda t: (t.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)  # noqa: E731
+    to8 = lambda t: (t.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
     return to8(photo), to8(bokeh), disparity.numpy()
 
 

@@ -26,9 +26,9 @@ import argparse
 import json
 import logging
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -61,7 +61,7 @@ class DPTPreprocess:
     std: tuple[float, float, float] = (0.5, 0.5, 0.5)
 
     @classmethod
-    def from_json(cls, path: str | Path | None) -> "DPTPreprocess":
+    def from_json(cls, path: str | Path | None) -> DPTPreprocess:
         if path is None or not Path(path).is_file():
             return cls()
         cfg = json.loads(Path(path).read_text())

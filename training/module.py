@@ -77,7 +77,7 @@ class BokehGAN(L.LightningModule):
         num_sample_images: int = 4,
         # Speed levers (docs/gpu_training.md); none changes what a step computes.
         channels_last: bool = False,
-        compile: bool = False,  # noqa: A002 (the CLI flag reads --model.compile)
+        compile: bool = False,  # the CLI flag reads --model.compile
         fused_adam: bool = False,
     ) -> None:
         super().__init__()

@@ -560,9 +560,9 @@ def build_scene(rng: np.random.Generator, gen: torch.Generator, H: int, W: int, 
 
     # exposure and white balance of the whole scene, applied to radiance so both images agree
     gain = rng.uniform(0.7, 1.15) * torch.tensor(rng.uniform(0.88, 1.12, 3), dtype=torch.float32).view(3, 1, 1)
-    for l in layers:
-        l.radiance = l.radiance * gain
-    layers.sort(key=lambda l: l.order)
+    for layer in layers:
+        layer.radiance = layer.radiance * gain
+    layers.sort(key=lambda layer: layer.order)
     return layers, delta_s, desc
 
 
@@ -614,15 +614,15 @@ def make_pair(seed: int, split: str, index: int, height: int, width: int,
     # all-in-focus composite (radiance and true disparity), "over" back to front
     rad = torch.zeros(3, Hc, Wc)
     dsp = torch.zeros(1, Hc, Wc)
-    for l in layers:
-        h, w = l.alpha.shape[-2:]
-        ya, yb, xa, xb = max(l.y0, 0), min(l.y0 + h, Hc), max(l.x0, 0), min(l.x0 + w, Wc)
+    for layer in layers:
+        h, w = layer.alpha.shape[-2:]
+        ya, yb, xa, xb = max(layer.y0, 0), min(layer.y0 + h, Hc), max(layer.x0, 0), min(layer.x0 + w, Wc)
         if ya >= yb or xa >= xb:
             continue
-        sl = (slice(None), slice(ya - l.y0, yb - l.y0), slice(xa - l.x0, xb - l.x0))
-        a = l.alpha[sl]
-        rad[:, ya:yb, xa:xb] = l.radiance[sl] * a + rad[:, ya:yb, xa:xb] * (1 - a)
-        dsp[:, ya:yb, xa:xb] = l.delta[sl] * a + dsp[:, ya:yb, xa:xb] * (1 - a)
+        sl = (slice(None), slice(ya - layer.y0, yb - layer.y0), slice(xa - layer.x0, xb - layer.x0))
+        a = layer.alpha[sl]
+        rad[:, ya:yb, xa:xb] = layer.radiance[sl] * a + rad[:, ya:yb, xa:xb] * (1 - a)
+        dsp[:, ya:yb, xa:xb] = layer.delta[sl] * a + dsp[:, ya:yb, xa:xb] * (1 - a)
     crop = (slice(None), slice(my, my + H), slice(mx, mx + W))
     visible = dsp[crop]
     lo, hi = float(visible.min()), float(visible.max())
@@ -636,7 +636,7 @@ def make_pair(seed: int, split: str, index: int, height: int, width: int,
     if dof_max > 0 and rng.random() < 0.5:
         lens = dataclasses.replace(lens, dof=float(rng.uniform(0.0, dof_max)))
 
-    gt_layers = [Layer(l.radiance, l.alpha, (l.delta - lo) / span, l.y0, l.x0) for l in layers]
+    gt_layers = [Layer(layer.radiance, layer.alpha, (layer.delta - lo) / span, layer.y0, layer.x0) for layer in layers]
     bokeh_rad = renderer.render_layers(gt_layers, lens, (Hc, Wc))[crop]
 
     def encode(x: torch.Tensor) -> np.ndarray:

@@ -22,9 +22,9 @@ input ``lens`` = (d_f, K, dof) with a ``default`` in its manifest, as a trained 
 
 Usage::
 
-    python web_demo/fixture_model.py --out /tmp/tflite_models/fixture --size 192x288
-    python web_demo/fixture_model.py --out /tmp/tflite_models/tiny_lens --size 192x288 --lens
-    python web_demo/fixture_model.py --out /tmp/tflite_models/fixture_lens --size 192x288 --blur-lens --name fixture_lens
+    python -m web_demo.fixture_model --out /tmp/tflite_models/fixture --size 192x288
+    python -m web_demo.fixture_model --out /tmp/tflite_models/tiny_lens --size 192x288 --lens
+    python -m web_demo.fixture_model --out /tmp/tflite_models/fixture_lens --size 192x288 --blur-lens --name fixture_lens
 """
 
 from __future__ import annotations
@@ -97,8 +97,8 @@ def _build_keras_lens(height: int, width: int):
     lens = tf.keras.Input(shape=(1, 1, 3), batch_size=1, name="lens")
 
     def radius(t):
-        d, l = t
-        d_f, k, dof = l[..., 0:1], l[..., 1:2], l[..., 2:3]  # (1, 1, 1, 1) each
+        d, lens = t
+        d_f, k, dof = lens[..., 0:1], lens[..., 1:2], lens[..., 2:3]  # (1, 1, 1, 1) each
         return k * tf.nn.relu(tf.abs(d - d_f) - dof)  # (1, H, W, 1) px
 
     r = tf.keras.layers.Lambda(radius, name="radius")([depth, lens])
@@ -285,7 +285,7 @@ def build_fixture(
             # dynamic-range quantisation to touch them, hence a representative dataset.
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             calib = np.random.default_rng(seed + 1)
-            conv.representative_dataset = lambda: (sample(calib) for _ in range(4))
+            conv.representative_dataset = lambda calib=calib: (sample(calib) for _ in range(4))
         elif precision != "fp32":
             raise ValueError(f"unknown precision {precision!r}")
         content = conv.convert()
@@ -425,7 +425,6 @@ def main(argv: list[str] | None = None) -> None:
                          "the lens's blur radius, so tap-to-focus and the strength slider visibly act (seconds)")
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    sys.path.insert(0, str(REPO))  # run as a script: make `export` (the manifest code) importable
     if args.lens:
         out = export_tiny_generator(args.out, args.size, lens_input=True)
     else:

@@ -15,8 +15,8 @@ the model, and the end-to-end test feeds the Python reference exactly the same v
 
 Usage::
 
-    python web_demo/make_samples.py            # rewrites web_demo/samples/
-    python web_demo/make_samples.py --out DIR --size 192x288 --seed 7 --scenes 1,2,3
+    python -m web_demo.make_samples            # rewrites web_demo/samples/
+    python -m web_demo.make_samples --out DIR --size 192x288 --seed 7 --scenes 1,2,3
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parent.parent
+from training.synth import make_pair
+
 DEFAULT_SEED = 7
 DEFAULT_SCENES = (1, 2, 3)  # val scenes of that seed: a blob, a person-like figure, a leafy clump
 SPLIT = "val"
@@ -53,9 +53,6 @@ def make_samples(
     scenes: tuple[int, ...] = DEFAULT_SCENES,
 ) -> list[dict]:
     """Render ``scenes`` of the synthetic generator at ``size`` (H, W) into ``out_dir``; return the index."""
-    sys.path.insert(0, str(REPO))
-    from training.synth import make_pair
-
     out = Path(out_dir)
     entries = []
     for sample_id, scene in enumerate(scenes):

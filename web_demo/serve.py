@@ -59,7 +59,7 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
         root = Path(self.directory).resolve()
         return [root / "web_demo", self.models_dir or root / "tflite_models"]
 
-    def send_head(self):  # noqa: ANN201 (stdlib signature)
+    def send_head(self):  # stdlib signature
         # Resolved, so a symlink inside a served folder cannot lead out of it.
         real = Path(self.translate_path(self.path)).resolve()
         if not any(real == r or r in real.parents for r in self._roots()):
@@ -67,7 +67,7 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
             return None
         return super().send_head()
 
-    def list_directory(self, path):  # noqa: ANN001, ANN201 (stdlib signature)
+    def list_directory(self, path):  # stdlib signature
         self.send_error(404, "Not found")  # no listings: the page never needs one
         return None
 
@@ -86,7 +86,7 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Cache-Control", "no-store")
         super().end_headers()
 
-    def log_message(self, format: str, *args) -> None:  # noqa: A002 (stdlib signature)
+    def log_message(self, format: str, *args) -> None:  # stdlib signature
         if not self.quiet:
             super().log_message(format, *args)
 

@@ -40,11 +40,11 @@ from .lens import (
     BinSplit,
     LensParams,
     aperture_kernel,
+    blur_radius,
     convolve_crop,
     radius_bins,
     scatter_by_radius,
     signed_bins,
-    blur_radius,
     signed_defocus,
 )
 

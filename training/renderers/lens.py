@@ -116,7 +116,7 @@ class LensParams:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
     @classmethod
-    def from_dict(cls, data: dict, *, source: str = "lens parameters") -> "LensParams":
+    def from_dict(cls, data: dict, *, source: str = "lens parameters") -> LensParams:
         """Build from a dict; keys other than the fields (e.g. ``"meta"``) are ignored."""
         if not isinstance(data, dict):
             raise ValueError(f"{source}: expected a JSON object, got {type(data).__name__}")
@@ -133,7 +133,7 @@ class LensParams:
             raise ValueError(f"{source}: {exc}") from None
 
     @classmethod
-    def from_json(cls, text: str | dict) -> "LensParams":
+    def from_json(cls, text: str | dict) -> LensParams:
         if isinstance(text, dict):
             return cls.from_dict(text)
         try:
@@ -150,7 +150,7 @@ class LensParams:
         atomic_write_bytes(Path(path), (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "LensParams":
+    def load(cls, path: str | os.PathLike) -> LensParams:
         path = Path(path)
         try:
             text = path.read_text()
@@ -175,7 +175,7 @@ class LensParams:
         blades: int = 6,
         rotation: float = 0.0,
         dof: float = AUTO_DOF,
-    ) -> "LensParams":
+    ) -> LensParams:
         """Sensible lens parameters for a photo that comes without them (EBB!, a phone picture).
 
         d_f: the ``focus_quantile`` of the disparity. EBB! photos focus on the subject, which is
@@ -367,7 +367,7 @@ def _subsample_offsets(n: int) -> torch.Tensor:
     return (torch.arange(n, dtype=torch.float64) + 0.5) / n - 0.5
 
 
-_KERNEL_CACHE: "OrderedDict[tuple, torch.Tensor]" = OrderedDict()
+_KERNEL_CACHE: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 
 
 def _cached(key: tuple, build: Callable[[], torch.Tensor], limit: int = 256) -> torch.Tensor:

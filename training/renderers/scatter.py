@@ -26,7 +26,6 @@ Radius 0 is a delta (eq. 1: no blur), so the in-focus plane is left exactly unch
 
 from __future__ import annotations
 
-
 import torch
 
 from .lens import (
