@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from common.io import atomic_write_text
 from common.paths import REPO
 
 TARGET_VS_PYTORCH = 0.2
@@ -210,11 +211,7 @@ def format_table(rows: list[dict[str, Any]], size: tuple[int, int], threads: int
 
 
 def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -238,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--serve", help=argparse.SUPPRESS)  # internal: the child process that times one file
     args = p.parse_args(argv)
 
-    from export.runtime import parse_size  # not export.pipeline: a TFLite worker must not import torch
+    from common.sizes import parse_size
 
     try:
         size = parse_size(args.size)

@@ -7,7 +7,7 @@ strengths, with how much detail each keeps near and far.
 The focus settings put d_f on the near subject (90th percentile of disparity, as ``auto_focus``),
 the middle (median) and the far background (5th percentile); the strengths are half and all of the
 scene's K (its ``lens/<id>.json``, else ``auto_focus``). Each cell is captioned with the detail kept
-(``eval.metrics.detail_kept_in``) where that setting's blur radius is under 1 px ("sharp") and
+(``common.metrics.detail_kept_in``) where that setting's blur radius is under 1 px ("sharp") and
 where it is 3 px or more ("blurred"): a model that follows its controls keeps ~1 in the first and
 far less in the second, wherever the focus is.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from eval.evaluate import atomic_save_png
-from eval.metrics import detail_kept_in
+from common.io import atomic_save_image
+from common.metrics import detail_kept_in
 
 __all__ = ["FOCUS_QUANTILES", "STRENGTH_FACTORS", "ControlCell", "render_controls", "controls_picture", "main"]
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     sample = load_sample(args.data, args.id, size)
     d_f, K, dof = sample.lens.ravel().tolist()
     cells = render_controls(runner, sample.image, sample.depth, LensParams(K=K, d_f=d_f, dof=dof))
-    atomic_save_png(args.out, controls_picture(sample.image[0].transpose(1, 2, 0), cells))
+    atomic_save_image(args.out, controls_picture(sample.image[0].transpose(1, 2, 0), cells))
     print("| K | focus | d_f | detail kept where r < 1 px | where r >= 3 px |\n|---:|---|---:|---:|---:|")
     for c in cells:
         print(f"| {c.K:.1f} | {c.focus} | {c.d_f:.2f} | {c.sharp_kept:.2f} | {c.blurred_kept:.2f} |")

@@ -37,21 +37,24 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common.io import atomic_write_text
+from common.paths import REPO
+from export.gates import TFLITE_MIN_PSNR_DB
+
 CONFIGS = REPO / "training" / "configs"
 
 # The code each stage runs, as packages (every .py file under them) or single files, relative to
 # REPO. Whole packages rather than the modules one run happens to call: re-running a stage costs
 # less than reporting a stale result. tests/test_demo_cache.py checks that each list covers every
 # project module its stage's entry point imports.
-TRAINING_CODE = ("training", "eval/__init__.py", "eval/metrics.py")  # validation uses eval.metrics
+# common/ is the floor every stage stands on (atomic writes, sizes, metrics), so every stage has it.
 STAGE_CODE = {
-    "data": ("training",),
-    "stage1": TRAINING_CODE,
-    "stage2": TRAINING_CODE,
-    "export": ("training", "export"),
-    "eval": ("training", "export", "eval"),
-    "controls": ("training", "export", "eval"),
+    "data": ("common", "training"),
+    "stage1": ("common", "training"),
+    "stage2": ("common", "training"),
+    "export": ("common", "training", "export"),
+    "eval": ("common", "training", "export", "eval"),
+    "controls": ("common", "training", "export", "eval"),
 }
 
 
@@ -94,10 +97,7 @@ def _stamp_path(out: Path, name: str) -> Path:
 
 
 def _write_json(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2))
-    tmp.replace(path)
+    atomic_write_text(path, json.dumps(obj, indent=2))
 
 
 def run_stage(stage: Stage, out: Path, previous_key: str, timings: dict[str, float]) -> str:
@@ -215,10 +215,10 @@ def write_report(args: argparse.Namespace, timings: dict[str, float]) -> str:
               f"{manifest.get('onnx', {}).get('max_abs_diff_vs_pytorch', float('nan')):.2e}", "",
               "| precision | PSNR vs PyTorch (dB) | gate | size (bytes) | GPU-compatible | Flex ops |",
               "|---|---:|---:|---:|---|---|"]
-    gates = {"fp32": 60, "fp16": 45, "int8": 32}
     for prec, v in manifest.get("variants", {}).items():
         parity = v.get("parity", {})
-        lines.append(f"| {prec} | {parity.get('psnr_db_vs_pytorch', float('nan')):.2f} | ≥ {gates.get(prec, '?')} | "
+        need = TFLITE_MIN_PSNR_DB.get(prec)
+        lines.append(f"| {prec} | {parity.get('psnr_db_vs_pytorch', float('nan')):.2f} | ≥ {'?' if need is None else f'{need:g}'} | "
                      f"{v.get('size_bytes')} | {v.get('gpu_compatible')} | {len(v.get('flex_ops', []))} |")
     curve = _read_curve(out / "stage1" / "metrics.csv", "val/l1")
     if curve:
@@ -227,14 +227,8 @@ def write_report(args: argparse.Namespace, timings: dict[str, float]) -> str:
     lines += ["", "## Stage times", "", "| stage | seconds |", "|---|---:|"]
     lines += [f"| {k} | {v:.0f} |" for k, v in timings.items()]
     text = "\n".join(lines) + "\n"
-    _write_text(out / "report.md", text)
+    atomic_write_text(out / "report.md", text)
     return summary_md
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def main(argv: list[str] | None = None) -> int:

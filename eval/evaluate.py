@@ -16,7 +16,7 @@ Any mix of models is run on every image of the split:
 * the identity baseline (output = input): the score a model must beat to have learnt anything.
 
 Images are evaluated at full resolution, centre-cropped to multiples of 16 as the generator needs
-(``training.data.BokehPairs`` with no crop). Metrics are in ``eval/metrics.py`` and
+(``training.data.BokehPairs`` with no crop). Metrics are in ``common/metrics.py`` and
 ``eval/lpips.py``. Outputs in ``--out`` (each written atomically):
 
 * ``per_image.csv``: model, id, psnr, ssim, lpips, edge_psnr, time_s (one row per model × image);
@@ -63,15 +63,20 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from tqdm import tqdm
 
+from common.hashing import file_sha256
+from common.io import atomic_save_image, atomic_write_text
+from common.metrics import EDGE_THRESHOLD, SSIM_K1, SSIM_K2, depth_edge_band, edge_psnr, psnr, ssim
 from eval.lpips import LPIPS, load_lpips
-from eval.metrics import EDGE_THRESHOLD, SSIM_K1, SSIM_K2, depth_edge_band, edge_psnr, psnr, ssim
+from export.runtime import load_runner
+from training.checkpoint import load_generator
+from training.renderers import get_renderer
 
 __all__ = [
     "evaluate",
     "make_model_callables",
     "identity_model",
     "checkpoint_model",
-    "torch_model",
+
     "runtime_model",
     "renderer_model",
     "resolve_split",
@@ -135,10 +140,6 @@ class RendererModel:
     needs_lens = True
 
     def __init__(self, name: str) -> None:
-        try:
-            from training.renderers import get_renderer
-        except ImportError as e:
-            raise RuntimeError(f"renderer {name!r}: training.renderers is not importable ({e})") from e
         self.name = name
         self.renderer = get_renderer(name)
         self.source = {"kind": "renderer", "name": name}
@@ -153,15 +154,8 @@ def identity_model() -> IdentityModel:
     return IdentityModel()
 
 
-def torch_model(module: torch.nn.Module, source: dict[str, Any] | None = None) -> TorchModel:
-    """Wrap an in-memory generator (e.g. straight after training)."""
-    return TorchModel(module, source)
-
-
 def checkpoint_model(path: str | os.PathLike) -> TorchModel:
     """A Lightning checkpoint, bare NAFNet state dict or model.safetensors, via ``training.checkpoint.load_generator``."""
-    from training.checkpoint import load_generator
-
     ck = load_generator(path)  # raises FileNotFoundError / ValueError naming the file
     return TorchModel(ck.generator, {"kind": "checkpoint", "path": str(ck.path), "sha256": ck.sha256, "arch": _jsonable(ck.arch)})
 
@@ -171,14 +165,8 @@ def runtime_model(path: str | os.PathLike, num_threads: int | None = None) -> Ru
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file not found: {path} (export one with `python -m export`)")
-    try:
-        from export.runtime import load_runner
-    except ImportError as e:
-        raise RuntimeError(f"cannot run {path}: export.runtime.load_runner is not available ({e})") from e
     threads = num_threads or torch.get_num_threads()
     runner = load_runner(str(path), threads)
-    from training.checkpoint import file_sha256
-
     kind = "onnx" if path.suffix.lower() == ".onnx" else "tflite"
     return RuntimeModel(runner, {"kind": kind, "path": str(path), "sha256": file_sha256(path), "threads": threads})
 
@@ -331,22 +319,6 @@ def _load_lens(split: SplitData, sample_id: str, depth: torch.Tensor) -> Any:
 
 
 # ----------------------------------------------------------------------------- writing
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    from training.renderers.lens import atomic_write_bytes  # the project's one atomic writer
-
-    atomic_write_bytes(path, data)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_save_png(path: Path, img: Image.Image) -> None:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    _atomic_write_bytes(path, buf.getvalue())
 
 
 def _finite_or_none(x: float | None) -> float | None:
@@ -579,17 +551,17 @@ def evaluate(
     summary = _summarise(names, models, per_model, data, data_dir, ids, sizes, lpips_model, lpips_reason)
     out.mkdir(parents=True, exist_ok=True)
     _write_csv(out / "per_image.csv", rows)
-    _atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
-    _atomic_write_text(out / "summary.md", format_report(summary))
+    atomic_write_text(out / "summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
+    atomic_write_text(out / "summary.md", format_report(summary))
     if grid:
-        atomic_save_png(out / "grid.png", _render_grid(grid, ["input", "depth", *names, "ground truth"]))
+        atomic_save_image(out / "grid.png", _render_grid(grid, ["input", "depth", *names, "ground truth"]))
     return summary
 
 
 def _write_crops(folder: Path, images: Mapping[str, torch.Tensor], band: torch.Tensor, box: tuple[int, int, int, int]) -> None:
     for name, x in images.items():
         rgb = _depth_view(x, band[0]) if name == "depth" else _to_uint8(x)
-        atomic_save_png(folder / f"{_safe_name(name)}.png", Image.fromarray(rgb).crop(box))
+        atomic_save_image(folder / f"{_safe_name(name)}.png", Image.fromarray(rgb).crop(box))
 
 
 def _safe_name(name: str) -> str:
@@ -602,7 +574,7 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     w.writeheader()
     for r in rows:
         w.writerow({k: ("" if r[k] is None else (repr(r[k]) if isinstance(r[k], float) else r[k])) for k in CSV_FIELDS})
-    _atomic_write_text(path, buf.getvalue())
+    atomic_write_text(path, buf.getvalue())
 
 
 def _summarise(

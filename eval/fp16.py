@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from export.gates import psnr
-from export.runtime import parse_size
+from common.io import atomic_write_bytes
+from common.metrics import psnr_array as psnr
+from common.sizes import parse_size
 from training.model import LayerNorm2d
 
 __all__ = ["FP16_MAX", "MIN_PSNR_DB", "Fp16Report", "fp16_report", "worst_case_inputs", "main"]
@@ -188,8 +189,6 @@ def main(argv: list[str] | None = None) -> int:
     text = table(reports)
     print(text)
     if args.out:
-        from training.renderers.lens import atomic_write_bytes
-
         atomic_write_bytes(args.out, f"`python -m eval.fp16 --checkpoint {args.checkpoint} --size {args.size}`\n\n"
                                      f"{text}\n".encode())
     return 0 if all(r.safe for r in reports) else 1

@@ -18,7 +18,7 @@ does not import next to the CPU torch build. So ``AlexNetFeatures`` re-declares 
 
 * AlexNet: torchvision's published ``alexnet-owt-7be5be79.pth`` (https://download.pytorch.org/
   models/alexnet-owt-7be5be79.pth), looked up at an explicit path, ``$BOKEH_ALEXNET_WEIGHTS``,
-  ``$TORCH_HOME/hub/checkpoints/`` (default ``~/.cache/torch``) and ``weights/`` in the repo.
+  ``$TORCH_HOME/hub/checkpoints/`` and ``weights/`` in the repo (``common.weights``).
 * lin weights: the ``lpips`` wheel's data file ``lpips/weights/v0.1/alex.pth`` (keys
   ``lin{k}.model.1.weight``, shape (1, C, 1, 1)), looked up at an explicit path,
   ``$BOKEH_LPIPS_WEIGHTS``, inside an installed ``lpips`` package (found by path, never imported)
@@ -31,14 +31,15 @@ and where to get it: callers report LPIPS as unavailable, never a made-up number
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from common.hashing import file_sha256
+from common.weights import find_weights, repo_weights_file
 
 __all__ = [
     "AlexNetFeatures",
@@ -51,7 +52,6 @@ __all__ = [
     "LIN_URL",
 ]
 
-REPO_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 
 ALEXNET_FILE = "alexnet-owt-7be5be79.pth"
 ALEXNET_URL = "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"
@@ -196,19 +196,6 @@ def _unit_normalise(x: torch.Tensor) -> torch.Tensor:
     return x / (x.pow(2).sum(dim=1, keepdim=True).sqrt() + EPS)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _torch_home() -> Path:
-    default = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "torch"
-    return Path(os.environ.get("TORCH_HOME", default))
-
-
 def _lpips_package_file() -> Path | None:
     """``lpips/weights/v0.1/alex.pth`` of an installed lpips package, found without importing it
     (importing it would import torchvision, which fails here)."""
@@ -225,30 +212,15 @@ def _lpips_package_file() -> Path | None:
     return None
 
 
-def _find(explicit: str | Path | None, env: str, defaults: list[Path]) -> tuple[Path | None, list[str]]:
-    """First existing file among explicit path > $env > defaults. An explicit path or env var
-    that is set is the only candidate: a typo there must not silently fall back to another file."""
-    if explicit is not None:
-        p = Path(explicit).expanduser()
-        return (p if p.is_file() else None), [str(p)]
-    if os.environ.get(env):
-        p = Path(os.environ[env]).expanduser()
-        return (p if p.is_file() else None), [f"{p} (from ${env})"]
-    for p in defaults:
-        if p.is_file():
-            return p, [str(p)]
-    return None, [str(p) for p in defaults]
-
-
 def find_alexnet_weights(path: str | Path | None = None) -> tuple[Path | None, list[str]]:
     """(found file or None, the candidates tried)."""
-    return _find(path, ALEXNET_ENV, [_torch_home() / "hub" / "checkpoints" / ALEXNET_FILE, REPO_WEIGHTS / ALEXNET_FILE])
+    return find_weights(ALEXNET_FILE, path, ALEXNET_ENV)
 
 
 def find_lin_weights(path: str | Path | None = None) -> tuple[Path | None, list[str]]:
     """(found file or None, the candidates tried)."""
-    defaults = [p for p in (_lpips_package_file(),) if p is not None] + [REPO_WEIGHTS / LIN_FILE]
-    return _find(path, LIN_ENV, defaults)
+    defaults = [p for p in (_lpips_package_file(),) if p is not None] + [repo_weights_file(LIN_FILE)]
+    return find_weights(LIN_FILE, path, LIN_ENV, defaults)
 
 
 def _read_state(path: Path) -> Mapping[str, torch.Tensor]:
@@ -300,5 +272,5 @@ def load_lpips(
     if reasons:
         return None, "; ".join(reasons)
     model.alexnet_path, model.lin_path = alex, lin
-    model.alexnet_sha256, model.lin_sha256 = _sha256(alex), _sha256(lin)
+    model.alexnet_sha256, model.lin_sha256 = file_sha256(alex), file_sha256(lin)
     return model, None

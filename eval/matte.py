@@ -41,12 +41,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import struct
 import sys
-import tempfile
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,9 +54,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from common.io import atomic_save_image, atomic_write_bytes
+from common.paths import REPO
+
 __all__ = ["PersonMatte", "MatteError", "prepare", "rewrite_custom_ops", "matte_path", "synthetic_portrait", "main"]
 
-REPO = Path(__file__).resolve().parents[1]
 NPM_PACKAGE = "@mediapipe/selfie_segmentation"
 NPM_SOURCE = REPO / "web_demo" / "node_modules" / "@mediapipe" / "selfie_segmentation" / "selfie_segmentation.tflite"
 WHEEL_MEMBER = "mediapipe/modules/selfie_segmentation/selfie_segmentation.tflite"
@@ -281,15 +281,6 @@ def _npm_version() -> str:
         return "?"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)  # served by web_demo/serve.py and copied by Gradle
-    os.replace(tmp, path)
-
-
 def prepare(source: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
             force: bool = False) -> Path:
     """Write the builtin-only matte model (and ``matte.json``) to ``out_dir``; return its path.
@@ -322,7 +313,7 @@ def prepare(source: str | os.PathLike | None = None, out_dir: str | os.PathLike 
         raise MatteError(f"{origin}: the rewritten model differs from the original by {max(diffs):.2e} "
                          f"(reference kernels, bound {PARITY_MAX_ABS}) and {max(same):.2e} (both on XNNPACK, "
                          f"bound {SAME_KERNELS_MAX_ABS}); not written")
-    _write_atomic(out, rewritten)
+    atomic_write_bytes(out, rewritten)
     info = {
         "file": MATTE_FILE,
         "model": "MediaPipe Selfie Segmentation, general (256x256)",
@@ -341,7 +332,7 @@ def prepare(source: str | os.PathLike | None = None, out_dir: str | os.PathLike 
                     "max_abs_diff_same_kernels": max(same)},
         "op_census": census,
     }
-    _write_atomic(info_path, (json.dumps(info, indent=2) + "\n").encode())
+    atomic_write_bytes(info_path, (json.dumps(info, indent=2) + "\n").encode())
     return out
 
 
@@ -429,9 +420,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             failed += 1
             continue
-        buf = io.BytesIO()
-        Image.fromarray((m * 255.0 + 0.5).astype(np.uint8)).save(buf, format="PNG")
-        _write_atomic(args.out / f"{photo.stem}.matte.png", buf.getvalue())
+        atomic_save_image(args.out / f"{photo.stem}.matte.png", Image.fromarray((m * 255.0 + 0.5).astype(np.uint8)))
         print(f"{args.out / f'{photo.stem}.matte.png'}: person on {float((m > 0.5).mean()) * 100:.1f} % of the photo")
     return 2 if failed else 0
 

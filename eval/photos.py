@@ -11,7 +11,7 @@ the layout of PyNET-Bokeh's visual samples), or is a split folder with ``origina
 size; the depth map is min-max normalised, as a monocular estimate is. A lens-conditioned model
 gets the project's ``auto_focus`` (default), the manifest's documented default lens, or the
 given values; so does a classical renderer (``--renderer``, from ``training.renderers``). Printed: background (farthest 40 % of disparity) and subject (nearest 20 %) detail
-kept, per photo and the median (``eval.metrics.detail_kept``); pictures: photo | depth | output.
+kept, per photo and the median (``common.metrics.detail_kept``); pictures: photo | depth | output.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from eval.evaluate import atomic_save_png
-from eval.metrics import detail_kept
+from common.io import atomic_save_image
+from common.metrics import detail_kept
 
 __all__ = ["depth_for", "find_photos", "load_photo", "RendererRunner", "main"]
 
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         lens_cells = " | ".join(f"{v:.2f}" for v in lens) if lens is not None else "- | - | -"
         print(f"| {pid} | {lens_cells} | {b:.2f} | {f:.2f} |")
         side = np.concatenate([rgb, np.repeat(d[..., None], 3, -1), np.clip(out, 0, 1)], 1)
-        atomic_save_png(args.out / f"{pid}.png", Image.fromarray((side * 255 + 0.5).astype(np.uint8)))
+        atomic_save_image(args.out / f"{pid}.png", Image.fromarray((side * 255 + 0.5).astype(np.uint8)))
     print(f"| median | | | | {np.median(bg):.2f} | {np.median(fg):.2f} |\n\npictures: {args.out}")
     return 0
 

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import io
 import math
 import os
 import sys
@@ -63,15 +62,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from eval.evaluate import atomic_save_png
+from common.io import atomic_save_image
+from common.paths import REPO
 from eval.photos import PHOTO_EXTS, RendererRunner, depth_for
 from training.renderers import RENDERERS
-from training.renderers.lens import LensParams, atomic_write_bytes, auto_focus, blur_radius
+from training.renderers.lens import LensParams, auto_focus, blur_radius
 
 __all__ = ["render", "render_photo", "Rendered", "RenderError", "load_model", "output_paths", "model_frame",
            "sharp_keep", "main"]
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = REPO / "tflite_models" / "nafnet_w8_lens_cpu" / "bokeh_fp16.tflite"
 DEFAULT_SIZE = (1024, 1536)  # (H, W) for models that take any size: the shipped model's input
 # The largest photo accepted. Phone sensors top out around 50 Mpx in their full-resolution mode;
@@ -481,10 +480,8 @@ def write_outputs(r: Rendered, paths: dict[str, Path]) -> None:
     from training.data import write_depth_png
 
     write_depth_png(paths["depth"], r.depth)
-    atomic_save_png(paths["bokeh"], r.bokeh)
-    buf = io.BytesIO()
-    side_by_side(r).save(buf, format="JPEG", quality=90)
-    atomic_write_bytes(paths["side_by_side"], buf.getvalue())
+    atomic_save_image(paths["bokeh"], r.bokeh)
+    atomic_save_image(paths["side_by_side"], side_by_side(r), format="JPEG", quality=90)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -539,7 +536,7 @@ def _parse_focus(text: str) -> tuple[float, float]:
 def main(argv: Sequence[str] | None = None) -> int:
     from tqdm import tqdm
 
-    from export.runtime import parse_size
+    from common.sizes import parse_size
     from training.depth import DepthModelMissing, load_dpt
 
     args = build_parser().parse_args(argv)

@@ -15,7 +15,7 @@ from pathlib import Path
 # Before TensorFlow is imported anywhere: keep its C++ start-up banner (CUDA probes, CPU flags) quiet.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from export.convert import CONVERTERS, DEFAULT_CONVERTER  # noqa: E402
+from export.convert import ALL_CONVERTERS, DEFAULT_CONVERTER  # noqa: E402
 from export.gates import TFLITE_MIN_PSNR_DB, GateError  # noqa: E402
 from export.tflite import DEFAULT_PRECISIONS, PRECISIONS  # noqa: E402
 from export.toollog import ToolError  # noqa: E402
@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", default="1024x1536", help="static input size HEIGHTxWIDTH, multiples of 16 (default 1024x1536)")
     p.add_argument("--out", required=True, type=Path, help="output folder, e.g. tflite_models/<name>")
     p.add_argument("--name", help="model name in the manifest (default: the --out folder name)")
-    p.add_argument("--converter", choices=(*CONVERTERS, "litert-torch"), default=DEFAULT_CONVERTER,
+    p.add_argument("--converter", choices=ALL_CONVERTERS, default=DEFAULT_CONVERTER,
                    help=f"onnx2tf (NHWC) or onnx-tf (NCHW), ONNX → TensorFlow → TFLite; or litert-torch (NHWC), "
                         f"PyTorch → TFLite in its own environment (make venv-litert-torch) (default {DEFAULT_CONVERTER})")
     p.add_argument("--precisions", default=",".join(DEFAULT_PRECISIONS),
@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from common.sizes import parse_size
     from export.pipeline import export_model
-    from export.runtime import parse_size
     from training.checkpoint import load_generator
     from training.data import BadSampleError
 

@@ -29,26 +29,37 @@ import tempfile
 import time
 from pathlib import Path
 
+import torch
+
+from common.io import atomic_write_text
 from common.paths import REPO
+from export.convert import ALL_CONVERTERS, CONVERTERS, LITERT_TORCH
+from training.model import NAFNet
 
-CONVERTERS = ("onnx2tf", "onnx-tf", "litert-torch")
-DEFAULT_CONVERTERS = ("onnx2tf", "onnx-tf")  # litert-torch needs .venv-litert-torch: opt in
+DEFAULT_CONVERTERS = CONVERTERS  # litert-torch needs .venv-litert-torch: opt in
 
 
-def random_generator_checkpoint(path: Path, width: int = 8, seed: int = 0) -> Path:
-    import torch
+def non_identity_(gen: torch.nn.Module) -> torch.nn.Module:
+    """Give an untrained NAFNet weight, in place, from the current torch seed; returns it.
 
-    from training.model import NAFNet
-
-    torch.manual_seed(seed)
-    gen = NAFNet(width=width)
+    NAFNet starts as the identity (β = γ = 0 in every block, zero ending conv): its export would
+    return the photo and every parity check would pass trivially. β and γ and the LayerNorm affine
+    parts (1 and 0 at init, which onnxsim would drop, so their folding would go untested) get
+    N(·, 0.2²) values, and the ending conv PyTorch's default initialisation.
+    """
     with torch.no_grad():
         for name, p in gen.named_parameters():
             if name.endswith(("beta", "gamma")):
                 p.normal_(0.0, 0.2)
-            elif ".norm" in name:  # LayerNorm affine: 1 and 0 at init, which onnxsim would drop
+            elif ".norm" in name:
                 p.normal_(1.0 if name.endswith("weight") else 0.0, 0.2)
     gen.ending.reset_parameters()
+    return gen
+
+
+def random_generator_checkpoint(path: Path, width: int = 8, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    gen = non_identity_(NAFNet(width=width))
     arch = {"width": width, "enc_blocks": (2, 2, 2, 20), "middle_blocks": 2, "dec_blocks": (2, 2, 2, 2)}
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"generator": gen.state_dict(), "arch": arch,
@@ -86,12 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--converters", default=",".join(DEFAULT_CONVERTERS),
-                   help=f"comma-separated subset of {','.join(CONVERTERS)} (default {','.join(DEFAULT_CONVERTERS)})")
+                   help=f"comma-separated subset of {','.join(ALL_CONVERTERS)} (default {','.join(DEFAULT_CONVERTERS)})")
     args = p.parse_args(argv)
     converters = [c.strip() for c in args.converters.split(",") if c.strip()]
-    if not converters or any(c not in CONVERTERS for c in converters):
-        p.error(f"--converters {args.converters}: choose from {', '.join(CONVERTERS)}")
-    if "litert-torch" in converters:
+    if not converters or any(c not in ALL_CONVERTERS for c in converters):
+        p.error(f"--converters {args.converters}: choose from {', '.join(ALL_CONVERTERS)}")
+    if LITERT_TORCH in converters:
         from export.litert_torch import LiteRTTorchUnavailable, litert_torch_python
 
         try:
@@ -159,10 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             + f"{exports[c]['peak_rss_gib']:.1f} GiB |"
         )
     table = "\n".join(lines)
-    fd, tmp = tempfile.mkstemp(dir=out, suffix=".md")
-    with os.fdopen(fd, "w") as f:
-        f.write(table + "\n\n" + bench["table"] + "\n")
-    os.replace(tmp, out / "comparison.md")
+    atomic_write_text(out / "comparison.md", table + "\n\n" + bench["table"] + "\n")
     print(table)
     print()
     print(bench["table"])

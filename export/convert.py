@@ -25,10 +25,13 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["CONVERTERS", "DEFAULT_CONVERTER", "to_saved_model"]
+__all__ = ["CONVERTERS", "DEFAULT_CONVERTER", "LITERT_TORCH", "ALL_CONVERTERS", "to_saved_model"]
 
-CONVERTERS = ("onnx2tf", "onnx-tf")
+CONVERTERS = ("onnx2tf", "onnx-tf")  # ONNX → TensorFlow, in the project's environment
 DEFAULT_CONVERTER = "onnx2tf"
+# PyTorch → TFLite directly, in its own environment (export/litert_torch.py, make venv-litert-torch)
+LITERT_TORCH = "litert-torch"
+ALL_CONVERTERS = (*CONVERTERS, LITERT_TORCH)
 SIGNATURE_KEY = "serving_default"
 # ONNX ops for which onnx2tf uses its dummy-inference results even outside strict mode.
 _ONNX2TF_SHAPE_ESTIMATION_OPS = {"Einsum", "OneHot"}

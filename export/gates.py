@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from common.metrics import psnr_array
 
 __all__ = [
     "ONNX_MAX_ABS_DIFF",
@@ -36,7 +37,6 @@ __all__ = [
     "MAX_TENSOR_RANK",
     "GateError",
     "TFLiteInspection",
-    "psnr",
     "worst_sample",
     "inspect_tflite",
     "parse_gpu_analyzer",
@@ -63,16 +63,10 @@ class GateError(RuntimeError):
         super().__init__(f"{msg}. {detail}" if detail else msg)
 
 
-def psnr(output: np.ndarray, reference: np.ndarray, peak: float = 1.0) -> float:
-    """PSNR in dB of ``output`` against ``reference`` (inf when identical)."""
-    mse = float(np.mean((output.astype(np.float64) - reference.astype(np.float64)) ** 2))
-    return math.inf if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)
-
-
 def worst_sample(outputs: list[np.ndarray], references: list[np.ndarray]) -> tuple[float, float]:
     """(lowest PSNR, largest |Δ|) over paired samples: the worst sample decides every parity gate."""
     pairs = list(zip(outputs, references, strict=True))
-    return (min(psnr(o, r) for o, r in pairs),
+    return (min(psnr_array(o, r) for o, r in pairs),
             max(float(np.abs(o - r).max()) for o, r in pairs))
 
 

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from export.gates import psnr
+    from common.metrics import psnr_array as psnr
     from export.runtime import TFLiteRunner
     from export.samples import list_sample_ids, load_samples, pick_ids
     from export.tflite import representative_dataset

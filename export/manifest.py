@@ -9,11 +9,11 @@ onnx2tf, NCHW ``[1, C, H, W]`` from onnx-tf.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from common.io import atomic_write_text
 
 __all__ = ["MANIFEST_NAME", "FORMAT_VERSION", "io_spec", "variant_entry", "build_manifest", "write_manifest",
            "read_manifest", "validate_manifest"]
@@ -132,23 +132,11 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_manifest(directory: str | Path, manifest: dict[str, Any]) -> Path:
-    """Write ``directory/manifest.json`` atomically (temp file in the same folder, then rename)."""
+    """Write ``directory/manifest.json`` atomically (``common.io``)."""
     validate_manifest(manifest)
     directory = Path(directory)
     text = json.dumps(manifest, indent=2, default=_json_default, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".manifest-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp creates it owner-only; apps and the web demo read it
-        os.replace(tmp, directory / MANIFEST_NAME)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return directory / MANIFEST_NAME
+    return atomic_write_text(directory / MANIFEST_NAME, text)
 
 
 def read_manifest(directory: str | Path) -> dict[str, Any]:

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from common.hashing import file_sha256
 from export import gates
 from export.convert import DEFAULT_CONVERTER, to_saved_model
 from export.gpu_run import GpuUnavailable, find_vulkan, gate_tflite, gpu_run_entry
@@ -36,7 +37,7 @@ from export.runtime import TFLiteRunner
 from export.samples import Sample, list_sample_ids, load_samples, pick_ids
 from export.tflite import DEFAULT_PRECISIONS, FILE_NAMES, PRECISIONS, convert_tflite, representative_dataset
 from export.toollog import tool_log
-from training.checkpoint import SAFETENSORS_NAME, file_sha256, save_generator_safetensors
+from training.checkpoint import SAFETENSORS_NAME, save_generator_safetensors
 from training.renderers.lens import default_lens
 
 __all__ = ["ExportResult", "export_model"]

@@ -30,7 +30,7 @@ import numpy as np
 
 from export.manifest import MANIFEST_NAME, read_manifest
 
-__all__ = ["Runner", "load_runner", "parse_size", "TFLiteRunner", "OnnxRunner", "TorchRunner"]
+__all__ = ["Runner", "load_runner", "TFLiteRunner", "OnnxRunner", "TorchRunner"]
 
 TFLITE_SUFFIXES = (".tflite",)
 ONNX_SUFFIXES = (".onnx",)
@@ -221,27 +221,6 @@ class TorchRunner(Runner):
 
     def to_nchw(self, output: Any) -> np.ndarray:
         return output.numpy()
-
-
-# The largest model input accepted: a 12 Mpx phone photo at full resolution (3008x4000 in multiples of 16). The export held
-# ~1.7 GiB per Mpx (2.6 GiB at 1024x1536), so 12 Mpx already needs ~20 of the build machines' 24 GiB;
-# a larger size used to end in an allocator traceback minutes in.
-MAX_SIZE_MPX = 12.5
-
-
-def parse_size(text: str, multiple: int = 16) -> tuple[int, int]:
-    """``"1024x1536"`` → (1024, 1536) = (H, W); both must be positive multiples of ``multiple``,
-    at most ``MAX_SIZE_MPX`` megapixels in all."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size {text!r}: expected HEIGHTxWIDTH, e.g. 1024x1536") from None
-    if h <= 0 or w <= 0 or h % multiple or w % multiple:
-        raise ValueError(f"size {text!r}: height and width must be positive multiples of {multiple}")
-    if h * w > MAX_SIZE_MPX * 1e6:
-        raise ValueError(f"size {text!r}: {h * w / 1e6:.0f} Mpx, more than the {MAX_SIZE_MPX:g} Mpx this "
-                         "project runs a model at (the phone model is 1024x1536, 1.6 Mpx)")
-    return h, w
 
 
 def load_runner(path: str | Path, num_threads: int = 2, flush_denormals: bool = False, spin: bool = True) -> Runner:

@@ -119,7 +119,7 @@ def check_lens(spec: dict, manifest: dict) -> list[str]:
 
 def check_tflite_agrees(manifest: dict, model_dir: Path) -> list[str]:
     """The .tflite files' own tensors (by signature name) must have the manifest's shapes and dtypes."""
-    from web_demo.fixture_model import tflite_io_details
+    from tests.fixture_model import tflite_io_details
 
     problems = []
     for variant in (manifest.get("variants") or {}).values():
@@ -148,7 +148,7 @@ def spec() -> dict:
 
 @pytest.fixture(scope="module")
 def fixture_export(tmp_path_factory) -> Path:
-    from web_demo.fixture_model import build_fixture
+    from tests.fixture_model import build_fixture
 
     return build_fixture(tmp_path_factory.mktemp("export") / "fixture", size=(32, 48), precisions=("fp32", "fp16"))
 
@@ -406,7 +406,7 @@ def test_repo_exports_satisfy_the_app(spec, manifest_path):
 @pytest.mark.parametrize("lens_input", [False, True], ids=["depth_only", "lens"])
 def test_real_tiny_export_satisfies_the_app(spec, tmp_path, lens_input):
     """The real exporter (python -m export, onnx2tf) on a tiny random generator, end to end."""
-    from web_demo.fixture_model import export_tiny_generator
+    from tests.fixture_model import export_tiny_generator
 
     out = export_tiny_generator(tmp_path / "tiny", size=(64, 96), precisions=("fp32", "fp16"), lens_input=lens_input)
     manifest = json.loads((out / "manifest.json").read_text())

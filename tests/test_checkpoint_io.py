@@ -99,7 +99,7 @@ def test_a_kill_during_a_save_leaves_a_whole_checkpoint_and_no_orphan(capsys, tm
 
 
 def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
-    from training.checkpoint import atomic_write
+    from common.io import atomic_write
 
     path = tmp_path / "f.bin"
     atomic_write(path, lambda f: f.write(b"old"))
@@ -116,7 +116,7 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
 def test_atomic_write_removes_only_dead_writers_temps(tmp_path):
     import socket
 
-    from training.checkpoint import atomic_write
+    from common.io import atomic_write
 
     path = tmp_path / "last.ckpt"
     host = socket.gethostname()

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from common.hashing import file_sha256
 from tests.conftest import QUICK, REPO, STAGE1, STAGE2, TINY_CLI
 from training.checkpoint import (
     SAFETENSORS_NAME,
     UntrustedCheckpointError,
-    file_sha256,
     load_generator,
     save_generator_safetensors,
 )

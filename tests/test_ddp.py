@@ -161,7 +161,7 @@ def test_ranks_draw_different_random_crops(stage1):
 
 def _val_psnr_by_image(ckpt: Path, val_root: Path) -> dict[str, float]:
     """Per-image PSNR of a checkpoint's generator on the validation images, computed here."""
-    from eval.metrics import psnr
+    from common.metrics import psnr
     from training.checkpoint import load_generator
     from training.data import read_depth, read_image
 

@@ -58,7 +58,7 @@ def test_a_stage_reruns_when_its_code_changes_and_only_then(tmp_path, monkeypatc
 def repo_copy(tmp_path, monkeypatch):
     """The project's packages and configs in a temporary folder that demo.py takes for the repo."""
     copy = tmp_path / "repo"
-    for pkg in ("training", "export", "eval"):
+    for pkg in ("common", "training", "export", "eval"):
         shutil.copytree(REPO / pkg, copy / pkg, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(demo, "REPO", copy)
     monkeypatch.setattr(demo, "CONFIGS", copy / "training" / "configs")
@@ -70,7 +70,7 @@ def repo_copy(tmp_path, monkeypatch):
     ("training/renderers/lens.py", ALL_STAGES),
     ("export/pipeline.py", {"export", "eval", "controls"}),
     ("eval/evaluate.py", {"eval", "controls"}),
-    ("eval/metrics.py", {"stage1", "stage2", "eval", "controls"}),  # validation PSNR/SSIM
+    ("common/metrics.py", ALL_STAGES),  # common/ is under every stage
     ("training/configs/lens.yaml", {"stage1", "stage2"}),
 ])
 def test_editing_a_file_changes_the_keys_of_the_stages_that_run_it(edited, stages, repo_copy, tmp_path):

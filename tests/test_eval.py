@@ -11,7 +11,6 @@ import json
 import math
 import runpy
 import sys
-import types
 
 import numpy as np
 import pytest
@@ -176,10 +175,10 @@ def test_renderer_gets_lens_parameters(data, tmp_path, monkeypatch):
             seen.append(lens)
             return image * 0 + disparity.mean()
 
-    import training.renderers as renderers
+    import eval.evaluate as evaluate_module
     import training.renderers.lens as lens_module
 
-    monkeypatch.setattr(renderers, "get_renderer", lambda name: FakeRenderer())
+    monkeypatch.setattr(evaluate_module, "get_renderer", lambda name: FakeRenderer())
     # A scene's lens file when it has one, else the project's one auto-focus on its depth map.
     monkeypatch.setattr(lens_module.LensParams, "load", staticmethod(lambda path: ("file", path.name)))
     monkeypatch.setattr(lens_module, "auto_focus", lambda disparity: ("photo", tuple(disparity.shape)))
@@ -209,9 +208,9 @@ def test_exported_files_go_through_load_runner(tmp_path, monkeypatch):
         calls.append((path, num_threads))
         return lambda image, depth: image + 1
 
-    fake = types.ModuleType("export.runtime")
-    fake.load_runner = load_runner
-    monkeypatch.setitem(sys.modules, "export.runtime", fake)
+    import eval.evaluate as evaluate_module
+
+    monkeypatch.setattr(evaluate_module, "load_runner", load_runner)
     files = [tmp_path / n for n in ("model.onnx", "bokeh_fp16.tflite", "bokeh_int8.tflite", "x.tflite")]
     for f in files:
         f.write_bytes(b"\0")

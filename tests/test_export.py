@@ -19,7 +19,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from common.hashing import file_sha256
+from common.metrics import psnr_array as psnr
+from common.sizes import parse_size
 from export.__main__ import main
+from export.compare import non_identity_
 from export.gates import (
     TFLITE_MIN_PSNR_DB,
     GateError,
@@ -28,7 +32,6 @@ from export.gates import (
     gpu_delegate_view,
     inspect_tflite,
     parse_gpu_analyzer,
-    psnr,
     run_gpu_analyzer,
 )
 from export.gpu_run import GPU_RUN_MIN_PSNR_DB, GpuRun, check_gpu_run, find_vulkan
@@ -36,9 +39,9 @@ from export.manifest import read_manifest, validate_manifest
 from export.onnx_export import onnx_max_abs_diff
 from export.pipeline import export_model
 from export.reparam import inference_form
-from export.runtime import load_runner, parse_size
+from export.runtime import load_runner
 from export.samples import list_sample_ids, load_sample, pick_ids
-from training.checkpoint import file_sha256, load_generator
+from training.checkpoint import load_generator
 from training.data import BadSampleError
 from training.model import NAFBlock, NAFNet
 
@@ -48,18 +51,7 @@ TINY_ARCH = {"width": 4, "enc_blocks": (1, 1, 1, 1), "middle_blocks": 1, "dec_bl
 
 def _tiny_generator(seed: int = 0) -> NAFNet:
     torch.manual_seed(seed)
-    gen = NAFNet(**TINY_ARCH)
-    # An untrained NAFNet is the identity (β = γ = 0 in every block, zero ending conv): its export
-    # would return the photo and every parity check would pass trivially. Give them weight, and
-    # give the LayerNorm affine parts values other than 1 and 0 so that their folding is tested.
-    with torch.no_grad():
-        for name, p in gen.named_parameters():
-            if name.endswith(("beta", "gamma")):
-                p.normal_(0.0, 0.2)
-            elif ".norm" in name:
-                p.normal_(1.0 if name.endswith("weight") else 0.0, 0.2)
-    gen.ending.reset_parameters()  # PyTorch's default conv initialisation
-    return gen.eval()
+    return non_identity_(NAFNet(**TINY_ARCH)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -490,13 +482,7 @@ def test_lens_model_exports_with_a_documented_lens_input(tmp_path, data_dir):
     from training.renderers.lens import auto_focus, default_lens
 
     torch.manual_seed(1)
-    gen = NAFNet(**TINY_ARCH, lens_input=True)
-    with torch.no_grad():
-        for name, p in gen.named_parameters():
-            if name.endswith(("beta", "gamma")):
-                p.normal_(0.0, 0.2)
-    gen.ending.reset_parameters()
-    gen.eval()
+    gen = non_identity_(NAFNet(**TINY_ARCH, lens_input=True)).eval()
     ckpt = tmp_path / "lens.pt"
     torch.save({"generator": gen.state_dict(), "arch": {**TINY_ARCH, "lens_input": True}}, ckpt)
     out = tmp_path / "lens_model"

@@ -17,7 +17,9 @@ import pytest
 import torch
 from torch import nn
 
-from export.gates import TFLITE_MIN_PSNR_DB, check_tflite_structure, inspect_tflite, psnr
+from common.metrics import psnr_array as psnr
+from export.compare import non_identity_
+from export.gates import TFLITE_MIN_PSNR_DB, check_tflite_structure, inspect_tflite
 from export.gpu_run import find_vulkan, gate_tflite
 from export.litert_torch import (
     VENV,
@@ -39,17 +41,7 @@ needs_env = pytest.mark.skipif(not (VENV / "bin" / "python").is_file(),
 
 def _tiny_generator(lens_input: bool, seed: int = 0) -> NAFNet:
     torch.manual_seed(seed)
-    gen = NAFNet(**TINY_ARCH, lens_input=lens_input)
-    # An untrained NAFNet is the identity (β = γ = 0, zero ending conv), so parity would pass
-    # trivially: give every block and the LayerNorm affine parts weight, as tests/test_export.py.
-    with torch.no_grad():
-        for name, p in gen.named_parameters():
-            if name.endswith(("beta", "gamma")):
-                p.normal_(0.0, 0.2)
-            elif ".norm" in name:
-                p.normal_(1.0 if name.endswith("weight") else 0.0, 0.2)
-    gen.ending.reset_parameters()
-    return gen.eval()
+    return non_identity_(NAFNet(**TINY_ARCH, lens_input=lens_input)).eval()
 
 
 def test_missing_environment_names_the_make_target(tmp_path):

@@ -1,4 +1,4 @@
-"""eval/metrics.py and eval/lpips.py against independent references.
+"""common/metrics.py and eval/lpips.py against independent references.
 
 PSNR and SSIM: scikit-image's implementation (a different code base from torchmetrics). LPIPS: the
 published formula (Zhang et al. 2018, Eq. 1 with the v0.1 scaling layer) re-implemented below in
@@ -18,9 +18,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 from scipy.ndimage import gaussian_filter
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+import common.weights
 import eval.lpips as lpips_mod
+from common.metrics import depth_edge_band, edge_psnr, psnr, ssim
 from eval.lpips import AlexNetFeatures, load_lpips
-from eval.metrics import depth_edge_band, edge_psnr, psnr, ssim
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -262,7 +263,7 @@ def no_default_weights(tmp_path, monkeypatch):
     monkeypatch.delenv("BOKEH_ALEXNET_WEIGHTS", raising=False)
     monkeypatch.delenv("BOKEH_LPIPS_WEIGHTS", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
-    monkeypatch.setattr(lpips_mod, "REPO_WEIGHTS", tmp_path / "repo_weights")
+    monkeypatch.setattr(common.weights, "REPO_WEIGHTS", tmp_path / "repo_weights")
     monkeypatch.setattr(lpips_mod, "_lpips_package_file", lambda: None)
     return tmp_path
 
@@ -314,7 +315,7 @@ def test_bad_weight_files_are_reported(no_default_weights, tmp_path):
 
 
 def test_detail_kept_on_hand_made_outputs():
-    from eval.metrics import detail_kept
+    from common.metrics import detail_kept
 
     rng = np.random.default_rng(0)
     photo = rng.random((40, 50, 3)).astype(np.float32)

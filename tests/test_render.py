@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from eval.metrics import detail_kept_in
+from common.metrics import detail_kept_in
 from eval.render import MAX_PIXELS, main, render, render_photo
 
 REPO = Path(__file__).resolve().parents[1]

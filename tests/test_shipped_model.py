@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eval.metrics import detail_kept_in
+from common.metrics import detail_kept_in
 from export.manifest import read_manifest
 from export.runtime import load_runner
 

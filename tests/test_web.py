@@ -10,7 +10,7 @@ browser and the reference sees exactly the pixels the page decoded:
   the page feeds the project's auto-focus (``web_demo/autofocus.js``, a port of
   ``training.renderers.lens.auto_focus``) computed on the depth map it fed, which must equal the
   Python function's lens, and its output must match the interpreter given the lens the page reports;
-* ``fixture``: ``web_demo/fixture_model.py`` (a TF-built depth-weighted blur with the same
+* ``fixture``: ``tests/fixture_model.py`` (a TF-built depth-weighted blur with the same
   interface, manifest written by the exporter's own ``export.manifest``), whose output looks like
   bokeh: it makes the README screenshot.
 
@@ -38,6 +38,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from common.metrics import psnr_array as psnr
 from tests.autofocus_constants import python_auto_focus_constants
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -67,12 +68,6 @@ SAMPLE = "1"  # the person-like figure: the screenshot in web_demo/README.md
 PAGE_TIMEOUT_S = 90
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR in dB for images in [0, 1] (data range 1), written out here as the reference formula."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
-
-
 @pytest.fixture(scope="module")
 def samples() -> dict:
     return json.loads((WEB / "samples" / "index.json").read_text())
@@ -80,7 +75,7 @@ def samples() -> dict:
 
 @pytest.fixture(scope="module")
 def models_dir(tmp_path_factory, samples) -> Path:
-    from web_demo.fixture_model import build_depth_fixture, build_fixture, export_tiny_generator, write_json_atomic
+    from tests.fixture_model import build_depth_fixture, build_fixture, export_tiny_generator, write_json_atomic
 
     root = tmp_path_factory.mktemp("tflite_models")
     size = tuple(samples["size"])
@@ -213,7 +208,7 @@ def _blend_reference(photo01: np.ndarray, model01: np.ndarray, depth_hw: np.ndar
 @pytest.mark.parametrize(("model", "precision"),
                          [("tiny", "fp32"), ("tiny", "fp16"), ("fixture", "fp32"), ("tiny_lens", None)])
 def test_page_output_matches_tflite_interpreter(model, precision, server, models_dir, samples, tmp_path):
-    from web_demo.fixture_model import run_tflite
+    from tests.fixture_model import run_tflite
 
     shot = tmp_path / "page.png"
     screenshot_run = model == "fixture"
@@ -297,7 +292,7 @@ def test_page_output_matches_tflite_interpreter(model, precision, server, models
 def test_page_webgpu_path_matches_wasm_and_interpreter(model, precision, server, models_dir, samples, tmp_path):
     """The page on WebGPU (LiteRT.js's GPU accelerator on Chromium's SwiftShader adapter) gives the
     output of its WASM path and of the Python interpreter, on the same input and lens."""
-    from web_demo.fixture_model import run_tflite
+    from tests.fixture_model import run_tflite
 
     query = f"model={model}&sample={SAMPLE}&precision={precision}"
     gpu = run_page(server, query + "&accelerator=webgpu", tmp_path, webgpu=True)
@@ -372,7 +367,7 @@ def test_page_rejects_inconsistent_model(model, message, server, tmp_path):
 @pytest.mark.slow
 def test_page_runs_nchw_export(server, models_dir, samples, tmp_path):
     """An onnx-tf export keeps NCHW ([1, 3, H, W]): the page packs and unpacks by the manifest's layout."""
-    from web_demo.fixture_model import export_tiny_generator, run_tflite
+    from tests.fixture_model import export_tiny_generator, run_tflite
 
     export_tiny_generator(models_dir / "nchw", size=tuple(samples["size"]), precisions=("fp32",),
                           converter="onnx-tf")
@@ -591,7 +586,7 @@ def test_page_user_depth_model(server, models_dir, samples, tmp_path):
     """A depth .tflite dropped by the user is used (depth file > depth model > matte): the page's
     depth equals the contract computed in Python (squash, ImageNet normalisation, min-max, resize)."""
     from eval.matte import resize
-    from web_demo.fixture_model import run_tflite, tflite_io_details
+    from tests.fixture_model import run_tflite, tflite_io_details
 
     entry = next(s for s in samples["samples"] if s["id"] == SAMPLE)
     steps = [{"upload": {"model": str(models_dir / "depth_model.tflite"), "image": str(WEB / "samples" / entry["image"])}},

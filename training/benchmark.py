@@ -64,6 +64,8 @@ from lightning.pytorch.callbacks import Callback
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from common.io import atomic_save_image, atomic_write_text
+
 __all__ = [
     "EBB_TRAIN_IMAGES",
     "SCHEDULE_EPOCHS",
@@ -759,14 +761,7 @@ def _fake_ebb_sample(index: int, size: tuple[int, int], seed: int) -> tuple[np.n
 
 
 def _save_jpeg_atomic(arr: np.ndarray, path: Path, quality: int) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".jpg.tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(arr).save(f, format="JPEG", quality=quality)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_save_image(path, Image.fromarray(arr), format="JPEG", quality=quality)
 
 
 def make_fake_ebb(
@@ -862,10 +857,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(payload, indent=2) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:

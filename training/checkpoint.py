@@ -21,20 +21,17 @@ default, so no other type is allowlisted.
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import json
-import os
 import pickle
 import re
-import socket
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import torch
 
+from common.hashing import file_sha256
+from common.io import atomic_write
 from training.model import NAFNet
 
 ARCH_KEYS = ("width", "enc_blocks", "middle_blocks", "dec_blocks", "lens_input")
@@ -49,14 +46,6 @@ class GeneratorCheckpoint:
     sha256: str
     arch: dict[str, Any]
     config: dict[str, Any] = field(default_factory=dict)  # resolved training config, if recorded
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 class UntrustedCheckpointError(ValueError):
@@ -180,61 +169,6 @@ def save_generator_safetensors(
     # Written by us rather than safetensors.torch.save_file, which creates the file private (0600).
     blob = _sorted_metadata(save(state, metadata=metadata))
     return atomic_write(path, lambda f: f.write(blob))
-
-
-def _temp_prefix(path: Path) -> str:
-    return f".{path.name}.tmp-{socket.gethostname()}-"
-
-
-def remove_stale_temps(path: str | os.PathLike) -> None:
-    """Delete the temp files that killed writers of ``path`` left on this host (their pid is gone)."""
-    path = Path(path)
-    prefix = _temp_prefix(path)
-    for tmp in path.parent.glob(f"{glob.escape(prefix)}*"):
-        try:
-            pid = int(tmp.name[len(prefix):])
-            os.kill(pid, 0)
-        except ValueError:
-            continue  # not one of ours
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except PermissionError:
-            pass  # alive, another user's
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
-    """Write ``path`` through ``write(file)`` so that a reader sees the old file or the new one, whole.
-
-    The bytes go to a temp file in the destination folder (``.NAME.tmp-HOST-PID``), are fsynced, and
-    ``os.replace`` renames it over ``path``: one rename within one filesystem, atomic on POSIX (a temp
-    file under $TMPDIR, as fsspec's transactions use, can be on another filesystem, where the "move"
-    is a copy that a kill leaves half done). The folder is fsynced too, so the rename survives a
-    power cut. A writer killed before the rename leaves its temp file; the next write of the same
-    file on this host deletes it (and ``AtomicCheckpointIO`` does when it loads the file).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    tmp = path.with_name(f"{_temp_prefix(path)}{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-    except OSError:  # a folder that cannot be opened (some network filesystems): the rename is done anyway
-        return path
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-    return path
 
 
 def _sorted_metadata(blob: bytes) -> bytes:

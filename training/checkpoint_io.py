@@ -6,7 +6,7 @@ fsspec transaction whose temp file lives in ``$TMPDIR``; when ``$TMPDIR`` is ano
 ``runs/`` (a tmpfs ``/tmp``, a node-local ``/tmp`` with ``runs/`` on NFS) the final "move" is a copy,
 and a kill during it left a 0-byte ``last.ckpt``, once in place of the previous good one, plus a
 13 MB orphan in ``$TMPDIR`` per kill (issue 13, probe row 2). Here the temp file is written in the
-checkpoint's own folder, fsynced and renamed over the old file (``training.checkpoint.atomic_write``).
+checkpoint's own folder, fsynced and renamed over the old file (``common.io.atomic_write``).
 
 Loading wraps Lightning's loader so that a truncated or foreign file stops the run with one line
 that names it, instead of a bare ``EOFError`` from deep inside ``torch.load``.
@@ -25,7 +25,7 @@ from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from training.checkpoint import atomic_write, remove_stale_temps
+from common.io import atomic_write, remove_stale_temps
 
 __all__ = ["AtomicCheckpointIO", "CheckpointFileError", "check_checkpoint_file"]
 

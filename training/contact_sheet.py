@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from common.io import atomic_write_bytes
 from training.renderers import RENDERERS, get_renderer
-from training.renderers.lens import LensParams, atomic_write_bytes
+from training.renderers.lens import LensParams
 
 COLUMNS = ("input", "depth", "ground truth", *RENDERERS)
 

@@ -30,7 +30,6 @@ missing depth, two files for one id) raises :class:`BadSampleError` naming the f
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import multiprocessing
 import multiprocessing.context
@@ -48,6 +47,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset
+
+from common.io import atomic_save_image
 
 log = logging.getLogger(__name__)
 
@@ -226,11 +227,7 @@ def write_depth_png(path: str | os.PathLike, disparity: torch.Tensor | np.ndarra
     if d.ndim != 2:
         raise ValueError(f"disparity for {path} must be (H, W) or (1, H, W), got shape {disparity.shape}")
     arr = np.round(np.clip(d.astype(np.float64), 0.0, 1.0) * 65535.0).astype(np.uint16)
-    from training.renderers.lens import atomic_write_bytes  # the project's one atomic writer
-
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")  # uint16 array → mode "I;16"
-    atomic_write_bytes(Path(path), buf.getvalue())
+    atomic_save_image(path, Image.fromarray(arr))  # uint16 array → mode "I;16"
 
 
 # ----------------------------------------------------------------------------- layouts

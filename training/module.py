@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from common.io import atomic_save_image
 from training.checkpoint import load_generator
 from training.model import NAFNet
 
@@ -288,7 +289,7 @@ class BokehGAN(L.LightningModule):
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        from eval.metrics import psnr, ssim  # noqa: PLC0415 (same metrics as `python -m eval`)
+        from common.metrics import psnr, ssim  # noqa: PLC0415 (same metrics as `python -m eval`)
 
         fake = self.generate(batch).float().clamp(0, 1)
         target = batch["target"].float()
@@ -345,11 +346,8 @@ class BokehGAN(L.LightningModule):
         width = max(s.shape[3] for s in samples)
         grid = torch.cat([F.pad(s, (0, width - s.shape[3])) for s in samples], dim=2)[0]  # (3, ΣH, W)
         out = self._run_dir() / "samples" / f"step{self.global_step:07d}.png"
-        out.parent.mkdir(parents=True, exist_ok=True)
         arr = (grid.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype("uint8")
-        tmp = out.with_suffix(".tmp.png")
-        Image.fromarray(arr).save(tmp)
-        tmp.replace(out)
+        atomic_save_image(out, Image.fromarray(arr))
         experiment = getattr(self.logger, "experiment", None)
         if hasattr(experiment, "add_image"):
             experiment.add_image("val/samples", grid.clamp(0, 1), self.global_step)

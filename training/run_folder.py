@@ -31,7 +31,7 @@ from lightning.fabric.loggers.logger import rank_zero_experiment
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
-from training.checkpoint import atomic_write
+from common.io import atomic_write
 
 __all__ = ["AppendingCSVLogger", "RunFolderError", "clear_run", "existing_run", "run_dirs"]
 

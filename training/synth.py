@@ -56,8 +56,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 from tqdm import tqdm
 
+from common.io import atomic_write_bytes
+from common.sizes import parse_size
 from training.renderers.ground_truth import GroundTruthRenderer, Layer
-from training.renderers.lens import LensParams, atomic_write_bytes, fft_size, max_ebb_radius, sample_ebb_lens
+from training.renderers.lens import LensParams, fft_size, max_ebb_radius, sample_ebb_lens
 
 SPLITS = ("train", "val")
 SPLIT_IDS = {"train": 0, "val": 1}
@@ -686,25 +688,18 @@ def _init_worker() -> None:
     torch.set_num_threads(1)  # one process per core: threads would only fight each other
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--size must look like HxW (e.g. 512x768), got {text!r}") from None
-    if h <= 0 or w <= 0 or h % 16 or w % 16:
-        raise argparse.ArgumentTypeError(
-            f"--size {text}: height and width must be positive multiples of 16 (the generator network "
-            f"downsamples 4 times), e.g. 512x768")
-    return h, w
+def parse_data_size(text: str) -> tuple[int, int]:
+    return parse_size(text, max_mpx=None)  # data may be made larger than a model input
 
 
 def _clean_temp_files(out: Path) -> None:
-    """Remove temp files left by an interrupted run (ours are named .<file>.<random>.tmp)."""
+    """Remove temp files left by an interrupted run: ``.<file>.tmp-<host>-<pid>`` (``common.io``), and
+    ``.<file>.<random>.tmp`` from folders written before it."""
     for split in SPLITS:
         for kind in KINDS:
             folder = out / split / kind
             if folder.is_dir():
-                for p in folder.glob(".*.tmp"):
+                for p in [*folder.glob(".*.tmp"), *folder.glob(".*.tmp-*")]:
                     try:
                         p.unlink()
                     except OSError:
@@ -766,7 +761,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="dataset folder (created; re-running resumes)")
     p.add_argument("--train", type=int, required=True, help="number of training pairs")
     p.add_argument("--val", type=int, required=True, help="number of validation pairs")
-    p.add_argument("--size", type=parse_size, default=(512, 768), help="HxW, multiples of 16 (default 512x768)")
+    p.add_argument("--size", type=parse_data_size, default=(512, 768), help="HxW, multiples of 16 (default 512x768)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1; use 2 on a 2-core machine)")
     p.add_argument("--refocus-prob", type=float, default=0.0,

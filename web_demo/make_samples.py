@@ -24,12 +24,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from common.io import atomic_save_image, atomic_write_text
 from training.synth import make_pair
 
 DEFAULT_SEED = 7
@@ -38,12 +38,7 @@ SPLIT = "val"
 
 
 def _save_png_atomic(img: Image.Image, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
-    img.save(tmp, format="PNG", optimize=True)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    atomic_save_image(path, img, format="PNG", optimize=True)
 
 
 def make_samples(
@@ -74,12 +69,7 @@ def make_samples(
                     "source": f"eval.matte.synthetic_portrait({size[1]}, {size[0]}, seed=0): no depth map, "
                               "the page uses the person matte"})
     index = {"size": list(size), "depth_bits": 8, "depth_convention": "disparity, 1 = near", "samples": entries}
-    fd, tmp = tempfile.mkstemp(dir=out, prefix=".index.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(index, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out / "index.json")
+    atomic_write_text(out / "index.json", json.dumps(index, indent=2) + "\n")
     return entries
 
 

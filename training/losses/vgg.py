@@ -25,6 +25,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from common.weights import find_weights, weight_candidates
+
 __all__ = [
     "VGG19_FILENAME",
     "VGG19_URL",
@@ -37,7 +39,7 @@ __all__ = [
 
 VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
 VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILENAME}"
-_REPO_ROOT = Path(__file__).resolve().parents[2]
+VGG19_ENV = "BOKEH_VGG19_WEIGHTS"
 
 # torchvision's cfg "E": numbers are conv output channels, "M" a 2×2 max-pool.
 _CFG_E: tuple[int | str, ...] = (
@@ -70,29 +72,17 @@ def vgg19_search_paths(path: str | os.PathLike[str] | None = None) -> list[Path]
     An explicit ``path`` is the only place searched: a user who names a file must get that file
     (or an error), not silently some other copy from a cache.
     """
-    if path is not None:
-        return [Path(path).expanduser()]
-    paths: list[Path] = []
-    env = os.environ.get("BOKEH_VGG19_WEIGHTS")
-    if env:
-        paths.append(Path(env).expanduser())
-    torch_home = Path(os.environ.get("TORCH_HOME", "~/.cache/torch")).expanduser()
-    paths.append(torch_home / "hub" / "checkpoints" / VGG19_FILENAME)
-    paths.append(_REPO_ROOT / "weights" / VGG19_FILENAME)
-    return paths
+    return weight_candidates(VGG19_FILENAME, path, VGG19_ENV)
 
 
 def find_vgg19_weights(path: str | os.PathLike[str] | None = None) -> Path | None:
     """First existing file of ``vgg19_search_paths(path)``, or None.
 
     Order: explicit ``path``; ``$BOKEH_VGG19_WEIGHTS``; ``$TORCH_HOME/hub/checkpoints/
-    vgg19-dcbb9e9d.pth`` (``TORCH_HOME`` defaults to ``~/.cache/torch``, torchvision's own cache);
-    ``<repo>/weights/vgg19-dcbb9e9d.pth``.
+    vgg19-dcbb9e9d.pth`` (torchvision's own cache); ``<repo>/weights/vgg19-dcbb9e9d.pth``
+    (``common.weights``).
     """
-    for p in vgg19_search_paths(path):
-        if p.is_file():
-            return p
-    return None
+    return find_weights(VGG19_FILENAME, path, VGG19_ENV)[0]
 
 
 def _missing_weights_error(path: str | os.PathLike[str] | None) -> FileNotFoundError:
@@ -100,7 +90,7 @@ def _missing_weights_error(path: str | os.PathLike[str] | None) -> FileNotFoundE
     return FileNotFoundError(
         f"VGG19 weights '{VGG19_FILENAME}' not found (needed by the VGG perceptual loss, paper "
         f"eq. 5). Searched:\n{searched}\nDownload {VGG19_URL} and put it in one of these places "
-        f"(or set BOKEH_VGG19_WEIGHTS), or set the VGG loss weight to 0."
+        f"(or set {VGG19_ENV}), or set the VGG loss weight to 0."
     )
 
 

@@ -73,10 +73,10 @@ def time_generation(n: int, size: tuple[int, int], workers: int) -> tuple[float,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m training.renderers.benchmark", description=__doc__.split("\n\n")[0])
-    p.add_argument("--size", type=synth.parse_size, default=(1024, 1536), help="renderer input size HxW")
+    p.add_argument("--size", type=synth.parse_data_size, default=(1024, 1536), help="renderer input size HxW")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--gen-pairs", type=int, default=8, help="pairs to generate for the rate (0: skip)")
-    p.add_argument("--gen-size", type=synth.parse_size, default=(512, 768))
+    p.add_argument("--gen-size", type=synth.parse_data_size, default=(512, 768))
     p.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1), help="generator processes")
     # one torch thread by default: on the shared 2-core machine a second OpenMP thread spin-waiting for
     # its partner made the renderers 2-3x slower in wall time and up to 40x costlier in CPU time

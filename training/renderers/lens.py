@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, fields
@@ -41,6 +40,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from common.io import atomic_write_bytes
 
 APERTURES = ("disk", "polygon")
 
@@ -143,7 +144,7 @@ class LensParams:
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike, meta: dict | None = None) -> None:
-        """Write atomically (temp file in the same folder, then os.replace)."""
+        """Write atomically (``common.io``)."""
         data = self.to_dict()
         if meta:
             data["meta"] = meta
@@ -588,12 +589,12 @@ def convolve_crop(
                                            align_corners=False)[0]
     return _place(full, y0 - (kernel.shape[0] // 2) * f, x0 - (kernel.shape[1] // 2) * f, H, W)
 
-
 def convolve_box(values: torch.Tensor, kernel: torch.Tensor, box: tuple[int, int, int, int]
                  ) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """Convolve the part of ``values`` (C, H, W) inside ``box`` with a centred odd kernel."""
     y0, y1, x0, x1 = box
     return convolve_crop(values[:, y0:y1, x0:x1], (y0, x0), values.shape[-2:], 0.0, lambda _: kernel)
+
 
 
 def scatter_by_radius(
@@ -637,25 +638,6 @@ def scatter_by_radius(
         res, (y0, y1, x0, x1) = convolve_crop(crop, (y0, x0), extent, bins[j], kernel_for, lowres_min_radius)
         out[:, y0:y1, x0:x1] += res
     return out
-
-
-# ==== small I/O helper used by the synthetic generator and LensParams.save ==============================
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, then os.replace."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes files private; datasets and docs are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 class BatchRenderer:

@@ -18,20 +18,33 @@
   where classical bokeh renderers leak blur across object boundaries (BokehMe §1, DBSI §3).
 
 Predictions and targets are clamped to [0, 1] first: the generator's output is not clamped, and an
-image written to disk would be. Inputs are (B, 3, H, W) float32 or float64 tensors.
+image written to disk would be. Inputs are (B, 3, H, W) float32 or float64 tensors; lower
+precisions (a bf16 autocast region) are computed in float32 with autocast off.
+
+Two more users of the same formulas live here so that there is one of each:
+
+* ``psnr_array``: PSNR of one unclamped NumPy pair in float64, for the export's parity gates
+  (TFLite vs PyTorch outputs, where a value outside [0, 1] is a difference to see, not to clip).
+* ``SSIMLoss``: ``L_SSIM = 1 − SSIM`` of Bokeh-Loss GAN (Lee et al., AIM 2022, §3.5, eqs. 4–5),
+  on ``ssim_per_image`` without the clamp (the loss must pass gradients for outputs outside
+  [0, 1]) and with kornia's default ``eps = 1e-12`` (``SSIM_LOSS_EPS``), under which the paper's
+  weight was tuned and every training run so far was made; the metric uses ``eps = 0``.
+  ``kornia.losses.SSIMLoss`` returns ``(1 − SSIM) / 2``, half of that, so it is *not* used.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.metrics import ssim as kornia_ssim
+from torch import nn
 
-__all__ = ["psnr", "ssim", "depth_edge_band", "edge_band_radius", "edge_psnr", "detail_kept", "detail_kept_in", "EDGE_THRESHOLD", "SSIM_K1",
-           "SSIM_K2"]
+__all__ = ["psnr", "psnr_array", "ssim", "ssim_per_image", "SSIMLoss", "depth_edge_band", "edge_band_radius",
+           "edge_psnr", "detail_kept", "detail_kept_in", "EDGE_THRESHOLD", "SSIM_K1", "SSIM_K2"]
 
 Reduction = Literal["mean", "none"]
 
@@ -39,6 +52,10 @@ SSIM_WINDOW = 11
 SSIM_SIGMA = 1.5
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
+# The metric: the denominator is at least (k1·k2)² > 0, and a 1e-12 eps would bias dark flat patches.
+SSIM_METRIC_EPS = 0.0
+# The loss: kornia's default, kept so that training reproduces the runs made with it bit for bit.
+SSIM_LOSS_EPS = 1e-12
 
 # A pixel is on a depth edge when the disparity spans more than this within its 3×3 neighbourhood
 # (5 % of the full [0, 1] disparity range between adjacent pixels). A slanted floor that covers the
@@ -76,6 +93,27 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean"
     return _reduce(10.0 * torch.log10(1.0 / mse), reduction)
 
 
+def psnr_array(output: np.ndarray, reference: np.ndarray, peak: float = 1.0) -> float:
+    """PSNR in dB of one pair of arrays, unclamped, in float64 (inf when identical)."""
+    mse = float(np.mean((output.astype(np.float64) - reference.astype(np.float64)) ** 2))
+    return math.inf if mse == 0.0 else 10.0 * math.log10(peak * peak / mse)
+
+
+def ssim_per_image(pred: torch.Tensor, target: torch.Tensor, eps: float = SSIM_METRIC_EPS) -> torch.Tensor:
+    """(B,) SSIM, each the mean over channels and valid window positions; no clamp, no checks
+    beyond the size. Computed in at least float32 with autocast off: bf16 cannot hold the small
+    variances SSIM subtracts (σ_xy − μ_x μ_y)."""
+    if pred.shape != target.shape or pred.ndim != 4:
+        raise ValueError(f"SSIM needs two (B, C, H, W) tensors of one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+    if min(pred.shape[-2:]) < SSIM_WINDOW:
+        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW}, got {tuple(pred.shape[-2:])}")
+    dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
+    with torch.autocast(device_type=pred.device.type, enabled=False):
+        # kornia fixes σ = 1.5, k1 = 0.01 and k2 = 0.03 (the values above); max_val is the data range.
+        ssim_map = kornia_ssim(pred.to(dtype), target.to(dtype), SSIM_WINDOW, max_val=1.0, eps=eps, padding="valid")
+        return ssim_map.flatten(1).mean(1)  # (B,) from (B, C, H-10, W-10)
+
+
 def ssim(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean") -> torch.Tensor:
     """SSIM with an 11×11 Gaussian window (σ 1.5), k1 = 0.01, k2 = 0.03, data range 1, on RGB.
 
@@ -83,12 +121,14 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, reduction: Reduction = "mean"
     Images must be at least 11 × 11.
     """
     pred, target = _check(pred, target)
-    if min(pred.shape[-2:]) < SSIM_WINDOW:
-        raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW}, got {tuple(pred.shape[-2:])}")
-    # kornia fixes σ = 1.5, k1 = 0.01 and k2 = 0.03 (the values above); max_val is the data range.
-    # eps=0: the denominator is at least (k1·k2)² > 0, and a 1e-12 eps would bias dark flat patches.
-    ssim_map = kornia_ssim(pred, target, SSIM_WINDOW, max_val=1.0, eps=0.0, padding="valid")  # (B, C, H-10, W-10)
-    return _reduce(ssim_map.mean(dim=(1, 2, 3)), reduction)
+    return _reduce(ssim_per_image(pred, target, SSIM_METRIC_EPS), reduction)
+
+
+class SSIMLoss(nn.Module):
+    """``L_SSIM = 1 − SSIM(output, target)``, averaged over the batch (eqs. 4–5); see the module doc."""
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return 1.0 - ssim_per_image(output, target, SSIM_LOSS_EPS).mean()
 
 
 def edge_band_radius(height: int, width: int) -> int:

@@ -22,29 +22,31 @@ input ``lens`` = (d_f, K, dof) with a ``default`` in its manifest, as a trained 
 
 Usage::
 
-    python -m web_demo.fixture_model --out /tmp/tflite_models/fixture --size 192x288
-    python -m web_demo.fixture_model --out /tmp/tflite_models/tiny_lens --size 192x288 --lens
-    python -m web_demo.fixture_model --out /tmp/tflite_models/fixture_lens --size 192x288 --blur-lens --name fixture_lens
+    python -m tests.fixture_model --out /tmp/tflite_models/fixture --size 192x288
+    python -m tests.fixture_model --out /tmp/tflite_models/tiny_lens --size 192x288 --lens
+    python -m tests.fixture_model --out /tmp/tflite_models/fixture_lens --size 192x288 --blur-lens --name fixture_lens
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import io
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from common.hashing import file_sha256
+from common.io import atomic_write_bytes, atomic_write_text
+from common.metrics import psnr_array
+from common.paths import REPO
+from common.sizes import parse_size
+from export.gates import inspect_tflite
+
 __all__ = ["build_depth_fixture", "build_fixture", "export_tiny_generator", "run_tflite", "tflite_io_details",
            "write_json_atomic"]
 
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _gaussian_kernel(size: int, sigma: float) -> np.ndarray:
@@ -184,40 +186,7 @@ def run_tflite(model_path: str | os.PathLike, inputs: dict[str, np.ndarray]) -> 
 
 
 def write_json_atomic(path: Path, obj: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
-def _write_bytes_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    os.chmod(tmp, 0o644)  # mkstemp makes 0600; the files are served and copied by other users
-    os.replace(tmp, path)
-
-
-def _op_census(model_path: Path) -> dict[str, int]:
-    import tensorflow as tf
-
-    interp = tf.lite.Interpreter(model_path=str(model_path))
-    census: dict[str, int] = {}
-    for op in interp._get_ops_details():  # private but stable since TF 2.5; no public equivalent
-        census[op["op_name"]] = census.get(op["op_name"], 0) + 1
-    return dict(sorted(census.items()))
-
-
-def _gpu_compatible(model_content: bytes) -> bool:
-    import tensorflow as tf
-
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        tf.lite.experimental.Analyzer.analyze(model_content=model_content, gpu_compatibility=True)
-    return "compatible with GPU delegate" in buf.getvalue() and "not compatible" not in buf.getvalue()
+    atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
 def _gpu_run(path: Path, precision: str, probe: dict[str, np.ndarray]) -> dict:
@@ -290,21 +259,23 @@ def build_fixture(
             raise ValueError(f"unknown precision {precision!r}")
         content = conv.convert()
         path = out / f"bokeh_{precision}.tflite"
-        _write_bytes_atomic(path, content)
+        atomic_write_bytes(path, content)
         got = run_tflite(path, probe)["bokeh"]
-        mse = float(np.mean((np.clip(got, 0, 1) - np.clip(keras_out, 0, 1)) ** 2))
+        # The exporter's own flatbuffer inspection (op census, Flex ops, rank, the analyzer's GPU
+        # verdict on the graph the delegate sees), so a fixture's manifest says what an export's would.
+        insp = inspect_tflite(content)
         variants[precision] = variant_entry(
             file=path.name,
             size_bytes=len(content),
-            sha256=hashlib.sha256(content).hexdigest(),
+            sha256=file_sha256(path),
             precision=precision,
             # No PyTorch model behind a fixture: parity is measured against the Keras model.
-            psnr_db=float(10 * np.log10(1.0 / max(mse, 1e-12))),
+            psnr_db=psnr_array(np.clip(got, 0, 1), np.clip(keras_out, 0, 1)),  # capped by variant_entry
             max_abs_diff=float(np.max(np.abs(got - keras_out))),
-            gpu_compatible=_gpu_compatible(content),
-            flex_ops=[],
-            max_tensor_rank=4,
-            op_census=_op_census(path),
+            gpu_compatible=insp.gpu_compatible,
+            flex_ops=insp.flex_ops,
+            max_tensor_rank=insp.max_tensor_rank,
+            op_census=insp.op_census,
             # The lens fixture is for the browser tests only: the GPU-run gate is not spent on it.
             gpu_run=_gpu_run(path, precision, probe) if not lens else _skipped_gpu_run(),
         )
@@ -399,22 +370,14 @@ def build_depth_fixture(path: str | os.PathLike, size: tuple[int, int] = DEPTH_F
     content = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _write_bytes_atomic(out, content)
+    atomic_write_bytes(out, content)
     return out
-
-
-def _parse_size(text: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f"--size {text!r}: expected HxW, e.g. 192x288") from e
-    return h, w
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder, e.g. /tmp/tflite_models/fixture")
-    ap.add_argument("--size", type=_parse_size, default=(192, 288), help="HxW, multiples of 16")
+    ap.add_argument("--size", type=parse_size, default=(192, 288), help="HxW, multiples of 16")
     ap.add_argument("--name", default="fixture", help="manifest name of the TF-built stand-in (a --lens "
                                                      "export is named after its --out folder)")
     ap.add_argument("--lens", action="store_true",
