@@ -4,7 +4,7 @@
         [--tflite tflite_models/<name>/bokeh_int8.tflite ...] [--checkpoint CKPT] [--onnx model.onnx] \\
         --size 1024x1536 --threads 2 --warmup 2 --runs 5 [--json runs/bench.json]
 
-Issue 5 asks, at 1024x1536 with 2 threads and in one run, for TFLite fp32 ≤ 0.2x the time of the
+The targets, at 1024x1536 with 2 threads and in one run: TFLite fp32 ≤ 0.2x the time of the
 same generator in PyTorch on the CPU and ≤ 0.6x its time in ONNX Runtime. The paper's model ran in
 0.95 s in PyTorch on a server CPU but 12.9 s as TFLite on a Kirin 9000 (Bokeh-Loss GAN §4.2), so
 the TFLite number is the one that matters on the phone, and the ratios are what this machine can

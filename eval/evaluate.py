@@ -261,16 +261,16 @@ def resolve_split(data_dir: str | os.PathLike, split: str) -> SplitData:
     * ``val200`` / ``val294`` on an EBB! root (AIM 2020 ``Training/`` or PyNET ``train/``): the ids
       of ``training/splits/val200.txt`` or 4400–4693; every one must be present.
     """
-    from training.data import _is_split_folder, detect_layout, split_ids
+    from training.data import detect_layout, is_split_folder, split_ids
 
     root = Path(data_dir)
     if not root.exists():
         raise FileNotFoundError(f"data directory {root} does not exist")
     sub = root / split
-    if _is_split_folder(sub):
+    if is_split_folder(sub):
         layout = detect_layout(sub)
         ids = layout.ids()
-    elif split == "val" and _is_split_folder(root) and not (root / "original_depth").is_dir():
+    elif split == "val" and is_split_folder(root) and not (root / "original_depth").is_dir():
         layout = detect_layout(root)
         ids = layout.ids()
     elif split in ("val200", "val294"):

@@ -1,7 +1,7 @@
 """fp16 safety: the generator with half-precision activations, as a phone GPU runs it.
 
     python -m eval.fp16 --checkpoint tflite_models/nafnet_w8_lens_cpu/model.safetensors \
-        --size 1024x1536 [--photos ../shared/samples/ebb] [--out runs/fp16.md]
+        --size 1024x1536 [--photos PHOTOS_DIR] [--out runs/fp16.md]
 
 Phone GPUs store activations and do most arithmetic in fp16 (largest finite value 65504, 11-bit
 mantissa). LiteRT's GPU accelerator on the build machines' software device (SwiftShader) has no

@@ -2,8 +2,8 @@
 background, and side-by-side pictures to look at.
 
     python -m eval.photos --model tflite_models/nafnet_w8_lens_cpu/bokeh_fp16.tflite \
-        --photos ../shared/samples/ebb --out runs/photos [--lens auto|default|D_F,K,DOF]
-    python -m eval.photos --renderer scatter --size 1024x1536 --photos ../shared/samples/ebb --out runs/photos_scatter
+        --photos PHOTOS_DIR --out runs/photos [--lens auto|default|D_F,K,DOF]
+    python -m eval.photos --renderer scatter --size 1024x1536 --photos PHOTOS_DIR --out runs/photos_scatter
 
 ``--photos`` holds ``<id>.jpg|png`` with ``<id>.depth.png`` beside it (disparity, bright = near;
 the layout of PyNET-Bokeh's visual samples), or is a split folder with ``original/`` and

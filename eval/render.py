@@ -1,7 +1,7 @@
 """Photo in, bokeh out, at the photo's own resolution: ``python -m eval.render``.
 
     python -m eval.render photo.jpg --out runs/render             # depth from photo.depth.png beside it
-    python -m eval.render ../shared/samples/ebb --out runs/render  # a folder: <id>.jpg + <id>.depth.png
+    python -m eval.render PHOTOS_DIR --out runs/render  # a folder: <id>.jpg + <id>.depth.png
     python -m eval.render photo.jpg --depth-model weights/dpt-hybrid-midas --focus 0.5,0.4 --out runs/render
     python -m eval.render portrait.jpg --matte --out runs/render   # no depth map: the person matte (eval.matte)
 

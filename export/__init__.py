@@ -1,4 +1,4 @@
-"""Export the bokeh generator to TFLite files that run on the phone GPU (issue 5).
+"""Export the bokeh generator to TFLite files that run on the phone GPU.
 
 PyTorch → ONNX → TensorFlow SavedModel → TFLite fp32 / fp16 / int8, the chain of the paper's
 appendix A, with gates the paper's conversion lacked (its model needed Flex ops and could not run

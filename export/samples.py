@@ -22,7 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.data import IMAGE_EXTS, read_depth, read_image
+from training.data import IMAGE_EXTS, id_key, read_depth, read_image
 from training.renderers.lens import LensParams, auto_focus
 
 __all__ = ["Sample", "list_sample_ids", "load_sample", "load_samples", "pick_ids"]
@@ -42,11 +42,6 @@ class Sample:
     def args(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``runner(*sample.args())``: a depth-only model ignores the lens."""
         return self.image, self.depth, self.lens
-
-
-def _sort_key(sample_id: str) -> tuple[int, int | str]:
-    # EBB! ids are plain integers: sort 2 before 10, and put any other name after them.
-    return (0, int(sample_id)) if sample_id.isdigit() else (1, sample_id)
 
 
 def _depth_dir(split_dir: Path) -> Path:
@@ -73,10 +68,10 @@ def list_sample_ids(split_dir: str | Path) -> list[str]:
     ids = {p.stem for p in original.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")}
     if not ids:
         raise FileNotFoundError(f"{original}: no .png/.jpg images")
-    missing = sorted((i for i in ids if not (depth_dir / f"{i}.png").is_file()), key=_sort_key)
+    missing = sorted((i for i in ids if not (depth_dir / f"{i}.png").is_file()), key=id_key)
     if missing:
         raise FileNotFoundError(f"{depth_dir}: no depth map for image id(s) {missing[:5]}")
-    return sorted(ids, key=_sort_key)
+    return sorted(ids, key=id_key)
 
 
 def _cover_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

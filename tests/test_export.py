@@ -1,4 +1,4 @@
-"""Export (issue 5): a tiny generator goes through ONNX → TensorFlow → TFLite and every gate, and
+"""Export: a tiny generator goes through ONNX → TensorFlow → TFLite and every gate, and
 each gate is shown to fail on a model built to break it.
 
 The default run does one full export (onnx2tf, fp32 + fp16 + int8) and a few one-variant exports

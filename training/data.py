@@ -130,7 +130,7 @@ def _open_checked(path: Path) -> Image.Image:
     return img
 
 
-def _load_rgb(path: str | os.PathLike) -> Image.Image:
+def load_rgb(path: str | os.PathLike) -> Image.Image:
     path = Path(path)
     img = _open_checked(path)
     if img.mode != "RGB":
@@ -155,7 +155,7 @@ def _to_tensor(img: Image.Image) -> torch.Tensor:
 
 def read_image(path: str | os.PathLike) -> torch.Tensor:
     """8-bit RGB file → float32 (3, H, W) in [0, 1]. Raises BadSampleError naming the file."""
-    return _to_tensor(_load_rgb(path))
+    return _to_tensor(load_rgb(path))
 
 
 def _depth_array(path: Path) -> np.ndarray:
@@ -246,7 +246,8 @@ def _index_folder(folder: Path) -> dict[str, Path]:
     return out
 
 
-def _id_key(i: str) -> tuple[int, int | str]:
+def id_key(i: str) -> tuple[int, int | str]:
+    """Sort key of a sample id: EBB! ids are plain integers (2 before 10), any other name after them."""
     return (0, int(i)) if i.isdigit() else (1, i)
 
 
@@ -263,7 +264,7 @@ class FolderLayout:
     depth: Path
 
     def ids(self) -> list[str]:
-        return sorted(_index_folder(self.original), key=_id_key)
+        return sorted(_index_folder(self.original), key=id_key)
 
     def files(self, sample_id: str) -> tuple[Path, Path, Path]:
         """(original, bokeh, depth) paths of one id; missing files get their expected path.
@@ -286,7 +287,8 @@ class FolderLayout:
         return self.original.parent / "lens" / f"{sample_id}.json"
 
 
-def _is_split_folder(p: Path) -> bool:
+def is_split_folder(p: Path) -> bool:
+    """A split folder holds original/ and bokeh/ (and depth/): layout (a) of the module docstring."""
     return (p / "original").is_dir() and (p / "bokeh").is_dir()
 
 
@@ -295,17 +297,17 @@ def detect_layout(root: str | os.PathLike) -> FolderLayout:
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(_missing_root_message(root))
-    if (root / "Training").is_dir() and _is_split_folder(root / "Training"):
+    if (root / "Training").is_dir() and is_split_folder(root / "Training"):
         t = root / "Training"
         return FolderLayout("aim2020", t / "original", t / "bokeh", t / "depth")
-    if (root / "train" / "original_depth").is_dir() and _is_split_folder(root / "train"):
+    if (root / "train" / "original_depth").is_dir() and is_split_folder(root / "train"):
         t = root / "train"
         depth = t / "depth" if (t / "depth").is_dir() else t / "original_depth"
         return FolderLayout("pynet", t / "original", t / "bokeh", depth)
-    if (root / "original_depth").is_dir() and _is_split_folder(root):  # the PyNET train/ folder itself
+    if (root / "original_depth").is_dir() and is_split_folder(root):  # the PyNET train/ folder itself
         depth = root / "depth" if (root / "depth").is_dir() else root / "original_depth"
         return FolderLayout("pynet", root / "original", root / "bokeh", depth)
-    if _is_split_folder(root):
+    if is_split_folder(root):
         return FolderLayout("split", root / "original", root / "bokeh", root / "depth")
     raise FileNotFoundError(
         f"{root}: no dataset layout found. Expected one of: {root}/original + bokeh + depth "
@@ -508,8 +510,8 @@ class BokehPairs(Dataset):
             return self._decoded[index]
         sid = self.ids[index]
         img_path, tgt_path, depth_path = self.layout.files(sid)
-        img = _load_rgb(img_path)
-        tgt = _load_rgb(tgt_path)
+        img = load_rgb(img_path)
+        tgt = load_rgb(tgt_path)
         if img.size != tgt.size:
             raise BadSampleError(
                 img_path, f"size {img.size[0]}x{img.size[1]} differs from its ground truth {tgt_path} "
@@ -633,7 +635,7 @@ class BokehDataModule(L.LightningDataModule):
         if not root.exists():
             raise FileNotFoundError(_missing_root_message(root))
         excluded = set(read_id_list(self.exclude_list)) if self.exclude_list else set()
-        folders = _is_split_folder(root / "train") and _is_split_folder(root / "val")
+        folders = is_split_folder(root / "train") and is_split_folder(root / "val")
         mode = self.val_split
         if mode == "auto":
             mode = "folder" if folders and not (root / "train" / "original_depth").is_dir() else "val200"

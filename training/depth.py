@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from training.data import IMAGE_EXTS, BadSampleError, _load_rgb, write_depth_png
+from training.data import IMAGE_EXTS, BadSampleError, load_rgb, write_depth_png
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def run(data: str | Path, model: str = DEFAULT_MODEL, batch_size: int = 1, devic
         images, outs = [], []
         for img_path, out in chunk:
             try:
-                images.append(_load_rgb(img_path))
+                images.append(load_rgb(img_path))
                 outs.append(out)
             except BadSampleError as e:
                 if not skip_bad:

@@ -589,13 +589,6 @@ def convolve_crop(
                                            align_corners=False)[0]
     return _place(full, y0 - (kernel.shape[0] // 2) * f, x0 - (kernel.shape[1] // 2) * f, H, W)
 
-def convolve_box(values: torch.Tensor, kernel: torch.Tensor, box: tuple[int, int, int, int]
-                 ) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """Convolve the part of ``values`` (C, H, W) inside ``box`` with a centred odd kernel."""
-    y0, y1, x0, x1 = box
-    return convolve_crop(values[:, y0:y1, x0:x1], (y0, x0), values.shape[-2:], 0.0, lambda _: kernel)
-
-
 
 def scatter_by_radius(
     values: torch.Tensor,
