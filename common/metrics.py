@@ -43,8 +43,21 @@ import torch.nn.functional as F
 from kornia.metrics import ssim as kornia_ssim
 from torch import nn
 
-__all__ = ["psnr", "psnr_array", "ssim", "ssim_per_image", "SSIMLoss", "depth_edge_band", "edge_band_radius",
-           "edge_psnr", "detail_kept", "detail_kept_in", "EDGE_THRESHOLD", "SSIM_K1", "SSIM_K2"]
+__all__ = [
+    "psnr",
+    "psnr_array",
+    "ssim",
+    "ssim_per_image",
+    "SSIMLoss",
+    "depth_edge_band",
+    "edge_band_radius",
+    "edge_psnr",
+    "detail_kept",
+    "detail_kept_in",
+    "EDGE_THRESHOLD",
+    "SSIM_K1",
+    "SSIM_K2",
+]
 
 Reduction = Literal["mean", "none"]
 
@@ -104,7 +117,9 @@ def ssim_per_image(pred: torch.Tensor, target: torch.Tensor, eps: float = SSIM_M
     beyond the size. Computed in at least float32 with autocast off: bf16 cannot hold the small
     variances SSIM subtracts (σ_xy − μ_x μ_y)."""
     if pred.shape != target.shape or pred.ndim != 4:
-        raise ValueError(f"SSIM needs two (B, C, H, W) tensors of one shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"SSIM needs two (B, C, H, W) tensors of one shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+        )
     if min(pred.shape[-2:]) < SSIM_WINDOW:
         raise ValueError(f"SSIM needs images of at least {SSIM_WINDOW}×{SSIM_WINDOW}, got {tuple(pred.shape[-2:])}")
     dtype = torch.promote_types(torch.promote_types(pred.dtype, target.dtype), torch.float32)
@@ -192,8 +207,10 @@ def detail_kept(photo: np.ndarray, output: np.ndarray, disparity: np.ndarray) ->
     is clamped to [0, 1] first, as a saved picture would be.
     """
     if photo.shape != output.shape or photo.shape[:2] != disparity.shape:
-        raise ValueError(f"detail_kept: photo {photo.shape}, output {output.shape} and disparity "
-                         f"{disparity.shape} must share H and W")
+        raise ValueError(
+            f"detail_kept: photo {photo.shape}, output {output.shape} and disparity "
+            f"{disparity.shape} must share H and W"
+        )
     d = disparity[:-1, :-1]
     far, near = d <= np.quantile(d, BACKGROUND_QUANTILE), d >= np.quantile(d, SUBJECT_QUANTILE)
     return detail_kept_in(photo, output, far), detail_kept_in(photo, output, near)

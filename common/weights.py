@@ -55,4 +55,3 @@ def find_weights(
         if p.is_file():
             return p, [str(p)]
     return None, [f"{p} (from ${env})" if from_env else str(p) for p in candidates]
-

@@ -76,8 +76,9 @@ def _serve(path: str, size: tuple[int, int], threads: int, warmup: int, flush_de
     h, w = size
     rng = np.random.default_rng(0)
     lens = np.array([0.7, 30.0, 0.1], np.float32)  # a lens-conditioned model's lens; depth-only models ignore it
-    inputs = runner.prepare(runner.inputs(rng.random((1, 3, h, w), dtype=np.float32),
-                                          rng.random((1, 1, h, w), dtype=np.float32), lens))
+    inputs = runner.prepare(
+        runner.inputs(rng.random((1, 3, h, w), dtype=np.float32), rng.random((1, 1, h, w), dtype=np.float32), lens)
+    )
     for _ in range(warmup):
         runner.invoke(inputs)
     print(json.dumps({"ready": True, "backend": runner.backend, "precision": runner.precision}), file=reply, flush=True)
@@ -89,24 +90,40 @@ def _serve(path: str, size: tuple[int, int], threads: int, warmup: int, flush_de
         else:
             break
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    print(json.dumps({"peak_rss_mb": round(peak, 1), "rss_delta_mb": round(peak - rss_start, 1)}), file=reply, flush=True)
+    print(
+        json.dumps({"peak_rss_mb": round(peak, 1), "rss_delta_mb": round(peak - rss_start, 1)}), file=reply, flush=True
+    )
 
 
 class Worker:
     """One runtime in its own process, so that its memory figures are its own."""
 
-    def __init__(self, path: Path, size: tuple[int, int], threads: int, warmup: int, flush_denormals: bool,
-                 spin: bool) -> None:
+    def __init__(
+        self, path: Path, size: tuple[int, int], threads: int, warmup: int, flush_denormals: bool, spin: bool
+    ) -> None:
         env = dict(os.environ)
         if not spin:
             env["OMP_WAIT_POLICY"] = "PASSIVE"  # PyTorch's OpenMP threads: read once, at start-up
-        cmd = [sys.executable, "-m", "eval.benchmark", "--serve", str(path.resolve()), "--size", f"{size[0]}x{size[1]}",
-               "--threads", str(threads), "--warmup", str(warmup), *([] if flush_denormals else ["--keep-denormals"]),
-               *([] if spin else ["--no-spin"])]
+        cmd = [
+            sys.executable,
+            "-m",
+            "eval.benchmark",
+            "--serve",
+            str(path.resolve()),
+            "--size",
+            f"{size[0]}x{size[1]}",
+            "--threads",
+            str(threads),
+            "--warmup",
+            str(warmup),
+            *([] if flush_denormals else ["--keep-denormals"]),
+            *([] if spin else ["--no-spin"]),
+        ]
         self.path = path
         self._stderr = tempfile.TemporaryFile("w+")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
-                                     text=True, env=env, cwd=REPO)  # `-m` imports this checkout
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, text=True, env=env, cwd=REPO
+        )  # `-m` imports this checkout
         self.info = self._read()
         self.times: list[float] = []
 
@@ -129,8 +146,13 @@ class Worker:
         memory = self._read()
         self.proc.wait()
         self._stderr.close()
-        return {"path": str(self.path), "backend": self.info["backend"], "precision": self.info["precision"],
-                "times_s": self.times, **memory}
+        return {
+            "path": str(self.path),
+            "backend": self.info["backend"],
+            "precision": self.info["precision"],
+            "times_s": self.times,
+            **memory,
+        }
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -138,8 +160,15 @@ class Worker:
             self.proc.wait()
 
 
-def measure_all(paths: list[Path], size: tuple[int, int], threads: int, warmup: int, runs: int,
-                flush_denormals: bool = True, spin: bool = True) -> list[dict[str, Any]]:
+def measure_all(
+    paths: list[Path],
+    size: tuple[int, int],
+    threads: int,
+    warmup: int,
+    runs: int,
+    flush_denormals: bool = True,
+    spin: bool = True,
+) -> list[dict[str, Any]]:
     """Time every model, round-robin: run i of each runtime follows run i of the one before, so a
     burst of load from elsewhere on a shared machine hits all of them alike. Models are loaded and
     warmed up one at a time, and only one of them computes at any moment."""
@@ -175,8 +204,15 @@ def _default_sources(tflite: list[Path], onnx: Path | None, checkpoint: Path | N
     return onnx, checkpoint
 
 
-def format_table(rows: list[dict[str, Any]], size: tuple[int, int], threads: int, warmup: int, runs: int,
-                 flush_denormals: bool = True, spin: bool = True) -> str:
+def format_table(
+    rows: list[dict[str, Any]],
+    size: tuple[int, int],
+    threads: int,
+    warmup: int,
+    runs: int,
+    flush_denormals: bool = True,
+    spin: bool = True,
+) -> str:
     settings = ", subnormals flushed to zero in every runtime" if flush_denormals else ""
     if not spin:
         settings += ", PyTorch/ONNX Runtime threads not spinning (--no-spin)"
@@ -192,19 +228,25 @@ def format_table(rows: list[dict[str, Any]], size: tuple[int, int], threads: int
     for r in rows:
         vs_pt = f"{r['median_s'] / torch_row['median_s']:.3f}" if torch_row and r is not torch_row else "–"
         vs_ort = f"{r['median_s'] / ort_row['median_s']:.3f}" if ort_row and r is not ort_row else "–"
-        lines.append(f"| {r['runtime']} ({r['backend']}) | {r['model']} | {r['precision']} | {r['median_s']:.3f} | "
-                     f"{r['p90_s']:.3f} | {r['peak_rss_mb']:.0f} | {r['rss_delta_mb']:.0f} | {vs_pt} | {vs_ort} |")
+        lines.append(
+            f"| {r['runtime']} ({r['backend']}) | {r['model']} | {r['precision']} | {r['median_s']:.3f} | "
+            f"{r['p90_s']:.3f} | {r['peak_rss_mb']:.0f} | {r['rss_delta_mb']:.0f} | {vs_pt} | {vs_ort} |"
+        )
     for r in rows:
         if r["runtime"] == "TFLite" and r["precision"] == "fp32":
             checks = []
             if torch_row:
                 ratio = r["median_s"] / torch_row["median_s"]
-                checks.append(f"TFLite/PyTorch = {ratio:.3f} ({'meets' if ratio <= TARGET_VS_PYTORCH else 'MISSES'} "
-                              f"≤ {TARGET_VS_PYTORCH})")
+                checks.append(
+                    f"TFLite/PyTorch = {ratio:.3f} ({'meets' if ratio <= TARGET_VS_PYTORCH else 'MISSES'} "
+                    f"≤ {TARGET_VS_PYTORCH})"
+                )
             if ort_row:
                 ratio = r["median_s"] / ort_row["median_s"]
-                checks.append(f"TFLite/ONNX Runtime = {ratio:.3f} ({'meets' if ratio <= TARGET_VS_ORT else 'MISSES'} "
-                              f"≤ {TARGET_VS_ORT})")
+                checks.append(
+                    f"TFLite/ONNX Runtime = {ratio:.3f} ({'meets' if ratio <= TARGET_VS_ORT else 'MISSES'} "
+                    f"≤ {TARGET_VS_ORT})"
+                )
             if checks:
                 lines += ["", f"{r['model']} fp32: " + "; ".join(checks)]
     return "\n".join(lines)
@@ -217,21 +259,36 @@ def _write_json(path: Path, data: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval.benchmark", description=__doc__.split("\n\n")[0])
     p.add_argument("--tflite", action="append", type=Path, default=[], help="TFLite file (repeat for several)")
-    p.add_argument("--onnx", action="append", type=Path, default=[],
-                   help="ONNX file (repeatable; default: model.onnx beside the first --tflite); ratios use the first")
-    p.add_argument("--checkpoint", type=Path, help="PyTorch checkpoint or model.safetensors (default: the manifest's source checkpoint)")
+    p.add_argument(
+        "--onnx",
+        action="append",
+        type=Path,
+        default=[],
+        help="ONNX file (repeatable; default: model.onnx beside the first --tflite); ratios use the first",
+    )
+    p.add_argument(
+        "--checkpoint",
+        type=Path,
+        help="PyTorch checkpoint or model.safetensors (default: the manifest's source checkpoint)",
+    )
     p.add_argument("--size", default="1024x1536", help="input size HEIGHTxWIDTH (default 1024x1536)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--json", type=Path, help="also write the results as JSON")
-    p.add_argument("--keep-denormals", action="store_true",
-                   help="run PyTorch and ONNX Runtime with subnormal floats (their default); by default they "
-                        "flush them to zero like XNNPACK does, so that no runtime is timed on slow subnormal maths")
-    p.add_argument("--no-spin", action="store_true",
-                   help="PyTorch (OMP_WAIT_POLICY=PASSIVE) and ONNX Runtime (allow_spinning=0) threads sleep "
-                        "instead of spinning while waiting: much faster for them on a machine whose cores are busy "
-                        "with other work, slightly slower on an idle one")
+    p.add_argument(
+        "--keep-denormals",
+        action="store_true",
+        help="run PyTorch and ONNX Runtime with subnormal floats (their default); by default they "
+        "flush them to zero like XNNPACK does, so that no runtime is timed on slow subnormal maths",
+    )
+    p.add_argument(
+        "--no-spin",
+        action="store_true",
+        help="PyTorch (OMP_WAIT_POLICY=PASSIVE) and ONNX Runtime (allow_spinning=0) threads sleep "
+        "instead of spinning while waiting: much faster for them on a machine whose cores are busy "
+        "with other work, slightly slower on an idle one",
+    )
     p.add_argument("--serve", help=argparse.SUPPRESS)  # internal: the child process that times one file
     args = p.parse_args(argv)
 
@@ -259,8 +316,15 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoint is not None:
         jobs.append(("PyTorch", checkpoint, checkpoint.stem))
     try:
-        results = measure_all([path for _, path, _ in jobs], size, args.threads, args.warmup, args.runs,
-                              not args.keep_denormals, not args.no_spin)
+        results = measure_all(
+            [path for _, path, _ in jobs],
+            size,
+            args.threads,
+            args.warmup,
+            args.runs,
+            not args.keep_denormals,
+            not args.no_spin,
+        )
     except RuntimeError as e:
         print(f"benchmark: error: {e}", file=sys.stderr)
         return 1
@@ -271,10 +335,20 @@ def main(argv: list[str] | None = None) -> int:
         missing = [n for n, v in (("ONNX Runtime (--onnx)", onnx), ("PyTorch (--checkpoint)", checkpoint)) if v is None]
         print(f"\nnot measured: {', '.join(missing)}")
     if args.json:
-        _write_json(args.json, {"device": cpu_model(), "threads": args.threads, "size": list(size),
-                                "warmup": args.warmup, "runs": args.runs, "flush_denormals": not args.keep_denormals,
-                                "spin": not args.no_spin,
-                                "results": rows, "table": table})
+        _write_json(
+            args.json,
+            {
+                "device": cpu_model(),
+                "threads": args.threads,
+                "size": list(size),
+                "warmup": args.warmup,
+                "runs": args.runs,
+                "flush_denormals": not args.keep_denormals,
+                "spin": not args.no_spin,
+                "results": rows,
+                "table": table,
+            },
+        )
     return 0
 
 

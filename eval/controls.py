@@ -65,7 +65,9 @@ def render_controls(runner, image: np.ndarray, depth: np.ndarray, lens) -> list[
             out = runner(image, depth, np.array([d_f, K, lens.dof], np.float32))
             out = np.clip(out[0].transpose(1, 2, 0), 0.0, 1.0)
             radius = blur_radius(torch.from_numpy(disparity), LensParams(K=K, d_f=d_f, dof=lens.dof)).numpy()
-            kept = [detail_kept_in(photo, out, m) if m.any() else float("nan") for m in (radius < 1.0, radius >= BLURRED_PX)]
+            kept = [
+                detail_kept_in(photo, out, m) if m.any() else float("nan") for m in (radius < 1.0, radius >= BLURRED_PX)
+            ]
             cells.append(ControlCell(focus, d_f, K, lens.dof, *kept, out))
     return cells
 
@@ -88,11 +90,13 @@ def controls_picture(photo: np.ndarray, cells: list[ControlCell], cell_width: in
     paste(photo, 0, 0, "input")
     for i, c in enumerate(cells):
         r, k = divmod(i, cols)
-        paste(c.output, (k + 1) * cell_width, r * (ch + caption),
-              f"focus {c.focus} d_f={c.d_f:.2f} K={c.K:.1f}\ndetail kept: sharp {c.sharp_kept:.2f}x, blurred {c.blurred_kept:.2f}x")
+        paste(
+            c.output,
+            (k + 1) * cell_width,
+            r * (ch + caption),
+            f"focus {c.focus} d_f={c.d_f:.2f} K={c.K:.1f}\ndetail kept: sharp {c.sharp_kept:.2f}x, blurred {c.blurred_kept:.2f}x",
+        )
     return sheet
-
-
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -138,8 +138,18 @@ def build_stages(args: argparse.Namespace) -> list[Stage]:
     data = out / "data"
     quick = CONFIGS / "quick.yaml"
     lens = CONFIGS / "lens.yaml"
-    fit_common = ["--config", str(quick), "--config", str(lens), "--data.root", str(data),
-                  "--trainer.logger.init_args.save_dir", str(out), "--trainer.enable_progress_bar", "true"]
+    fit_common = [
+        "--config",
+        str(quick),
+        "--config",
+        str(lens),
+        "--data.root",
+        str(data),
+        "--trainer.logger.init_args.save_dir",
+        str(out),
+        "--trainer.enable_progress_bar",
+        "true",
+    ]
     steps_per_epoch = args.train // 4  # quick.yaml's batch size
     stage1_ckpt = out / "stage1" / "checkpoints" / "best.ckpt"
     stage2_ckpt = out / "stage2" / "checkpoints" / "last.ckpt"
@@ -150,31 +160,143 @@ def build_stages(args: argparse.Namespace) -> list[Stage]:
         return [REPO / p for p in STAGE_CODE[stage]]
 
     return [
-        Stage("data", [py, "-m", "training.synth", "--out", str(data), "--train", str(args.train), "--val", str(args.val),
-                       "--size", args.size, "--seed", str(args.seed), "--refocus-prob", "0.35", "--dof-max", "0.2"],
-              [data / "dataset.json"], code("data")),
-        Stage("stage1", [py, "-m", "training", "fit", "--config", str(CONFIGS / "stage1.yaml"), *fit_common,
-                         "--trainer.max_epochs", str(args.stage1_epochs),
-                         "--model.lr_decay_steps", str(args.stage1_epochs * steps_per_epoch)],
-              [stage1_ckpt], [CONFIGS / "stage1.yaml", quick, lens, *code("stage1")], clean=out / "stage1"),
-        Stage("stage2", [py, "-m", "training", "fit", "--config", str(CONFIGS / "stage2.yaml"), *fit_common,
-                         "--trainer.max_epochs", str(args.stage2_epochs), "--model.init_generator", str(stage1_ckpt),
-                         # A tenth of the paper's 1e-4 for the generator: in 40 batches the critics
-                         # are still untrained, and at 1e-4 their gradient undid 1.1 dB of stage 1
-                         # (at quick.yaml's 1e-3, ~2 dB); measured on the demo data.
-                         "--model.lr", "1e-5", "--model.disc_lr", "1e-4", *vgg],
-              [stage2_ckpt], [CONFIGS / "stage2.yaml", quick, lens, *code("stage2")], clean=out / "stage2"),
-        Stage("export", [py, "-m", "export", "--checkpoint", str(stage2_ckpt), "--size", args.size, "--out", str(tflite),
-                         "--precisions", "fp32,fp16,int8", "--calib-data", str(data / "train"), "--parity-data", str(data / "val")],
-              [tflite / "manifest.json"], code("export")),
-        Stage("eval", [py, "-m", "eval", "--data", str(data), "--split", "val", "--checkpoint", f"pytorch={stage2_ckpt}",
-                       *[a for p in ("fp32", "fp16", "int8") for a in ("--tflite", str(tflite / f"bokeh_{p}.tflite"))],
-                       "--renderer", "scatter", "--renderer", "layered", "--renderer", "blend", "--identity",
-                       "--out", str(out / "eval")],
-              [out / "eval" / "summary.json"], code("eval"), clean=out / "eval"),
-        Stage("controls", [py, "-m", "eval.controls", "--model", str(tflite / "bokeh_fp16.tflite"), "--data",
-                           str(data / "val"), "--id", "0", "--out", str(out / "controls.png")],
-              [out / "controls.png"], code("controls")),
+        Stage(
+            "data",
+            [
+                py,
+                "-m",
+                "training.synth",
+                "--out",
+                str(data),
+                "--train",
+                str(args.train),
+                "--val",
+                str(args.val),
+                "--size",
+                args.size,
+                "--seed",
+                str(args.seed),
+                "--refocus-prob",
+                "0.35",
+                "--dof-max",
+                "0.2",
+            ],
+            [data / "dataset.json"],
+            code("data"),
+        ),
+        Stage(
+            "stage1",
+            [
+                py,
+                "-m",
+                "training",
+                "fit",
+                "--config",
+                str(CONFIGS / "stage1.yaml"),
+                *fit_common,
+                "--trainer.max_epochs",
+                str(args.stage1_epochs),
+                "--model.lr_decay_steps",
+                str(args.stage1_epochs * steps_per_epoch),
+            ],
+            [stage1_ckpt],
+            [CONFIGS / "stage1.yaml", quick, lens, *code("stage1")],
+            clean=out / "stage1",
+        ),
+        Stage(
+            "stage2",
+            [
+                py,
+                "-m",
+                "training",
+                "fit",
+                "--config",
+                str(CONFIGS / "stage2.yaml"),
+                *fit_common,
+                "--trainer.max_epochs",
+                str(args.stage2_epochs),
+                "--model.init_generator",
+                str(stage1_ckpt),
+                # A tenth of the paper's 1e-4 for the generator: in 40 batches the critics
+                # are still untrained, and at 1e-4 their gradient undid 1.1 dB of stage 1
+                # (at quick.yaml's 1e-3, ~2 dB); measured on the demo data.
+                "--model.lr",
+                "1e-5",
+                "--model.disc_lr",
+                "1e-4",
+                *vgg,
+            ],
+            [stage2_ckpt],
+            [CONFIGS / "stage2.yaml", quick, lens, *code("stage2")],
+            clean=out / "stage2",
+        ),
+        Stage(
+            "export",
+            [
+                py,
+                "-m",
+                "export",
+                "--checkpoint",
+                str(stage2_ckpt),
+                "--size",
+                args.size,
+                "--out",
+                str(tflite),
+                "--precisions",
+                "fp32,fp16,int8",
+                "--calib-data",
+                str(data / "train"),
+                "--parity-data",
+                str(data / "val"),
+            ],
+            [tflite / "manifest.json"],
+            code("export"),
+        ),
+        Stage(
+            "eval",
+            [
+                py,
+                "-m",
+                "eval",
+                "--data",
+                str(data),
+                "--split",
+                "val",
+                "--checkpoint",
+                f"pytorch={stage2_ckpt}",
+                *[a for p in ("fp32", "fp16", "int8") for a in ("--tflite", str(tflite / f"bokeh_{p}.tflite"))],
+                "--renderer",
+                "scatter",
+                "--renderer",
+                "layered",
+                "--renderer",
+                "blend",
+                "--identity",
+                "--out",
+                str(out / "eval"),
+            ],
+            [out / "eval" / "summary.json"],
+            code("eval"),
+            clean=out / "eval",
+        ),
+        Stage(
+            "controls",
+            [
+                py,
+                "-m",
+                "eval.controls",
+                "--model",
+                str(tflite / "bokeh_fp16.tflite"),
+                "--data",
+                str(data / "val"),
+                "--id",
+                "0",
+                "--out",
+                str(out / "controls.png"),
+            ],
+            [out / "controls.png"],
+            code("controls"),
+        ),
     ]
 
 
@@ -201,25 +323,42 @@ def write_report(args: argparse.Namespace, timings: dict[str, float]) -> str:
         "",
     ]
     if not args.vgg:
-        lines += ["**The VGG perceptual term of stage 2 was switched off** (`--model.vgg_weight 0`): "
-                  "`vgg19-dcbb9e9d.pth` is not available offline (see the README to add it).", ""]
-    lines += ["## Validation (synthetic val split, full resolution)", "", summary_md.strip(), "",
-              "![evaluation grid](eval/grid.png)", "",
-              "## Controls", "",
-              "One validation scene from the fp16 TFLite model: focus near / middle / far (columns) at half "
-              "and all of the scene's blur strength K (rows), each captioned with the detail it keeps where "
-              "that setting's blur radius is under 1 px and where it is 3 px or more "
-              "(`python -m eval.controls`).", "",
-              "![controls](controls.png)", "", "## Export parity (TFLite vs PyTorch)", "",
-              f"Converter: `{manifest.get('converter')}`; ONNX Runtime vs PyTorch max |Δ| = "
-              f"{manifest.get('onnx', {}).get('max_abs_diff_vs_pytorch', float('nan')):.2e}", "",
-              "| precision | PSNR vs PyTorch (dB) | gate | size (bytes) | GPU-compatible | Flex ops |",
-              "|---|---:|---:|---:|---|---|"]
+        lines += [
+            "**The VGG perceptual term of stage 2 was switched off** (`--model.vgg_weight 0`): "
+            "`vgg19-dcbb9e9d.pth` is not available offline (see the README to add it).",
+            "",
+        ]
+    lines += [
+        "## Validation (synthetic val split, full resolution)",
+        "",
+        summary_md.strip(),
+        "",
+        "![evaluation grid](eval/grid.png)",
+        "",
+        "## Controls",
+        "",
+        "One validation scene from the fp16 TFLite model: focus near / middle / far (columns) at half "
+        "and all of the scene's blur strength K (rows), each captioned with the detail it keeps where "
+        "that setting's blur radius is under 1 px and where it is 3 px or more "
+        "(`python -m eval.controls`).",
+        "",
+        "![controls](controls.png)",
+        "",
+        "## Export parity (TFLite vs PyTorch)",
+        "",
+        f"Converter: `{manifest.get('converter')}`; ONNX Runtime vs PyTorch max |Δ| = "
+        f"{manifest.get('onnx', {}).get('max_abs_diff_vs_pytorch', float('nan')):.2e}",
+        "",
+        "| precision | PSNR vs PyTorch (dB) | gate | size (bytes) | GPU-compatible | Flex ops |",
+        "|---|---:|---:|---:|---|---|",
+    ]
     for prec, v in manifest.get("variants", {}).items():
         parity = v.get("parity", {})
         need = TFLITE_MIN_PSNR_DB.get(prec)
-        lines.append(f"| {prec} | {parity.get('psnr_db_vs_pytorch', float('nan')):.2f} | ≥ {'?' if need is None else f'{need:g}'} | "
-                     f"{v.get('size_bytes')} | {v.get('gpu_compatible')} | {len(v.get('flex_ops', []))} |")
+        lines.append(
+            f"| {prec} | {parity.get('psnr_db_vs_pytorch', float('nan')):.2f} | ≥ {'?' if need is None else f'{need:g}'} | "
+            f"{v.get('size_bytes')} | {v.get('gpu_compatible')} | {len(v.get('flex_ops', []))} |"
+        )
     curve = _read_curve(out / "stage1" / "metrics.csv", "val/l1")
     if curve:
         lines += ["", "## Stage 1 validation L1", "", "| step | val L1 |", "|---:|---:|"]

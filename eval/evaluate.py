@@ -76,7 +76,6 @@ __all__ = [
     "make_model_callables",
     "identity_model",
     "checkpoint_model",
-
     "runtime_model",
     "renderer_model",
     "resolve_split",
@@ -157,7 +156,9 @@ def identity_model() -> IdentityModel:
 def checkpoint_model(path: str | os.PathLike) -> TorchModel:
     """A Lightning checkpoint, bare NAFNet state dict or model.safetensors, via ``training.checkpoint.load_generator``."""
     ck = load_generator(path)  # raises FileNotFoundError / ValueError naming the file
-    return TorchModel(ck.generator, {"kind": "checkpoint", "path": str(ck.path), "sha256": ck.sha256, "arch": _jsonable(ck.arch)})
+    return TorchModel(
+        ck.generator, {"kind": "checkpoint", "path": str(ck.path), "sha256": ck.sha256, "arch": _jsonable(ck.arch)}
+    )
 
 
 def runtime_model(path: str | os.PathLike, num_threads: int | None = None) -> RuntimeModel:
@@ -187,7 +188,7 @@ def _split_name(spec: str | os.PathLike) -> tuple[str | None, str]:
 
 def _tflite_default_name(path: str) -> str:
     stem = Path(path).stem
-    return "tflite_" + (stem[len("bokeh_"):] if stem.startswith("bokeh_") else stem)
+    return "tflite_" + (stem[len("bokeh_") :] if stem.startswith("bokeh_") else stem)
 
 
 def _add(models: dict[str, Any], name: str, model: Any) -> None:
@@ -222,7 +223,9 @@ def make_model_callables(
     onnxs = as_list(onnx)
     for spec in onnxs:
         name, path = _split_name(spec)
-        _add(models, name or ("onnx" if len(onnxs) == 1 else f"onnx_{Path(path).stem}"), runtime_model(path, num_threads))
+        _add(
+            models, name or ("onnx" if len(onnxs) == 1 else f"onnx_{Path(path).stem}"), runtime_model(path, num_threads)
+        )
     for spec in as_list(tflite):
         name, path = _split_name(spec)
         _add(models, name or _tflite_default_name(path), runtime_model(path, num_threads))
@@ -396,7 +399,9 @@ def _cells(rgb: np.ndarray, box: tuple[int, int, int, int], mark_box: bool = Fal
     crop = img.crop(box).resize((CELL_WIDTH, cell_h), Image.Resampling.NEAREST)  # zoom: show pixels
     if mark_box:
         s = CELL_WIDTH / w
-        ImageDraw.Draw(full).rectangle([box[0] * s, box[1] * s, box[2] * s - 1, box[3] * s - 1], outline=(255, 40, 40), width=2)
+        ImageDraw.Draw(full).rectangle(
+            [box[0] * s, box[1] * s, box[2] * s - 1, box[3] * s - 1], outline=(255, 40, 40), width=2
+        )
     return full, crop
 
 
@@ -490,9 +495,15 @@ def evaluate(
         lpips_reason = "LPIPS not requested"
 
     names = list(models)
-    grid_idx = set(np.unique(np.linspace(0, len(ids) - 1, min(grid_rows, len(ids))).round().astype(int)).tolist()) if grid_rows > 0 else set()
+    grid_idx = (
+        set(np.unique(np.linspace(0, len(ids) - 1, min(grid_rows, len(ids))).round().astype(int)).tolist())
+        if grid_rows > 0
+        else set()
+    )
     rows: list[dict[str, Any]] = []
-    per_model: dict[str, dict[str, list[float]]] = {n: {"psnr": [], "ssim": [], "lpips": [], "edge_psnr": [], "time": []} for n in names}
+    per_model: dict[str, dict[str, list[float]]] = {
+        n: {"psnr": [], "ssim": [], "lpips": [], "edge_psnr": [], "time": []} for n in names
+    }
     grid: list[_GridRow] = []
     sizes: set[tuple[int, int]] = set()
 
@@ -505,7 +516,11 @@ def evaluate(
             image_np, depth_np = image.numpy(), depth.numpy()
             band = depth_edge_band(depth)
             target_feats = lpips_model.features(target) if lpips_model is not None else None
-            lens = _load_lens(data, sample_id, depth) if any(getattr(m, "needs_lens", False) for m in models.values()) else None
+            lens = (
+                _load_lens(data, sample_id, depth)
+                if any(getattr(m, "needs_lens", False) for m in models.values())
+                else None
+            )
             box = _edge_crop_box(depth[0])
             g = None
             if i in grid_idx:
@@ -513,7 +528,12 @@ def evaluate(
                 g.add(_to_uint8(image[0]), mark_box=True)  # the red box shows where the crop is
                 g.add(_depth_view(depth[0], band[0]))
             if crops:
-                _write_crops(out / "crops" / sample_id, {"input": image[0], "depth": depth[0], "ground_truth": target[0]}, band, box)
+                _write_crops(
+                    out / "crops" / sample_id,
+                    {"input": image[0], "depth": depth[0], "ground_truth": target[0]},
+                    band,
+                    box,
+                )
 
             for name in names:
                 bar.set_postfix_str(f"{name} id {sample_id}")
@@ -526,9 +546,15 @@ def evaluate(
                 pred = _as_output(raw, name, sample_id, tuple(image.shape))
                 p = float(psnr(pred, target, reduction="none")[0])
                 s = float(ssim(pred, target, reduction="none")[0])
-                lp = float(lpips_model.distance(lpips_model.features(pred), target_feats)[0]) if lpips_model is not None else None
+                lp = (
+                    float(lpips_model.distance(lpips_model.features(pred), target_feats)[0])
+                    if lpips_model is not None
+                    else None
+                )
                 e = float(edge_psnr(pred, target, band)[0])
-                rows.append({"model": name, "id": sample_id, "psnr": p, "ssim": s, "lpips": lp, "edge_psnr": e, "time_s": dt})
+                rows.append(
+                    {"model": name, "id": sample_id, "psnr": p, "ssim": s, "lpips": lp, "edge_psnr": e, "time_s": dt}
+                )
                 acc = per_model[name]
                 acc["psnr"].append(p)
                 acc["ssim"].append(s)
@@ -558,7 +584,9 @@ def evaluate(
     return summary
 
 
-def _write_crops(folder: Path, images: Mapping[str, torch.Tensor], band: torch.Tensor, box: tuple[int, int, int, int]) -> None:
+def _write_crops(
+    folder: Path, images: Mapping[str, torch.Tensor], band: torch.Tensor, box: tuple[int, int, int, int]
+) -> None:
     for name, x in images.items():
         rgb = _depth_view(x, band[0]) if name == "depth" else _to_uint8(x)
         atomic_save_image(folder / f"{_safe_name(name)}.png", Image.fromarray(rgb).crop(box))
@@ -673,7 +701,11 @@ def format_report(summary: Mapping[str, Any]) -> str:
     sizes = ", ".join(f"{w}×{h}" for h, w in d["sizes_hw"])
     lp = summary["lpips"]
     if lp["available"]:
-        lp_note = "LPIPS v0.1, AlexNet" + ("" if lp.get("official_weights") else " — **weights are not the published files; not comparable with papers**")
+        lp_note = "LPIPS v0.1, AlexNet" + (
+            ""
+            if lp.get("official_weights")
+            else " — **weights are not the published files; not comparable with papers**"
+        )
     else:
         lp_note = f"LPIPS unavailable: {lp['reason']}"
     m = summary["metrics"]
@@ -697,18 +729,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data", required=True, help="dataset root (synthetic root with val/, or EBB! root)")
     p.add_argument("--split", default="val", help="val | val200 | val294 | name of a split folder under --data")
-    p.add_argument("--checkpoint", action="append", default=[], metavar="[NAME=]CKPT", help="Lightning .ckpt, generator state dict or model.safetensors (repeatable)")
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        default=[],
+        metavar="[NAME=]CKPT",
+        help="Lightning .ckpt, generator state dict or model.safetensors (repeatable)",
+    )
     p.add_argument("--onnx", action="append", default=[], metavar="[NAME=]FILE", help="ONNX model (repeatable)")
-    p.add_argument("--tflite", action="append", nargs="+", default=[], metavar="[NAME=]FILE", help="TFLite model(s), any precision")
-    p.add_argument("--renderer", action="append", default=[], choices=("scatter", "layered", "blend"), help="classical renderer (repeatable)")
+    p.add_argument(
+        "--tflite", action="append", nargs="+", default=[], metavar="[NAME=]FILE", help="TFLite model(s), any precision"
+    )
+    p.add_argument(
+        "--renderer",
+        action="append",
+        default=[],
+        choices=("scatter", "layered", "blend"),
+        help="classical renderer (repeatable)",
+    )
     p.add_argument("--identity", action="store_true", help="add the identity baseline (output = input)")
     p.add_argument("--out", required=True, help="output folder, e.g. runs/eval/NAME")
     p.add_argument("--max-images", type=int, default=None, help="evaluate only the first N images")
     p.add_argument("--grid-rows", type=int, default=3, help="images shown in grid.png (default 3)")
-    p.add_argument("--crops", action="store_true", help="also write full-resolution edge crops of every image to OUT/crops/<id>/")
-    p.add_argument("--threads", type=int, default=None, help="threads for PyTorch / ONNX Runtime / TFLite (default: torch's)")
-    p.add_argument("--alexnet-weights", default=None, help="alexnet-owt-7be5be79.pth (default: $BOKEH_ALEXNET_WEIGHTS, torch hub cache, weights/)")
-    p.add_argument("--lpips-weights", default=None, help="lpips v0.1 alex.pth (default: $BOKEH_LPIPS_WEIGHTS, lpips package, weights/)")
+    p.add_argument(
+        "--crops", action="store_true", help="also write full-resolution edge crops of every image to OUT/crops/<id>/"
+    )
+    p.add_argument(
+        "--threads", type=int, default=None, help="threads for PyTorch / ONNX Runtime / TFLite (default: torch's)"
+    )
+    p.add_argument(
+        "--alexnet-weights",
+        default=None,
+        help="alexnet-owt-7be5be79.pth (default: $BOKEH_ALEXNET_WEIGHTS, torch hub cache, weights/)",
+    )
+    p.add_argument(
+        "--lpips-weights",
+        default=None,
+        help="lpips v0.1 alex.pth (default: $BOKEH_LPIPS_WEIGHTS, lpips package, weights/)",
+    )
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
@@ -729,7 +787,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise ValueError("nothing to evaluate: give --checkpoint, --onnx, --tflite, --renderer and/or --identity")
         lp, reason = load_lpips(args.alexnet_weights, args.lpips_weights)
         summary = evaluate(
-            models, args.data, args.split, args.out, args.max_images, args.grid_rows, args.crops, lp, reason, not args.no_progress
+            models,
+            args.data,
+            args.split,
+            args.out,
+            args.max_images,
+            args.grid_rows,
+            args.crops,
+            lp,
+            reason,
+            not args.no_progress,
         )
     except (FileNotFoundError, ValueError, RuntimeError, BadSampleError) as e:
         print(f"error: {e}", file=sys.stderr)

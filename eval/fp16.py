@@ -59,8 +59,12 @@ class Fp16Report:
 
     @property
     def safe(self) -> bool:
-        return (not self.nonfinite and self.psnr_db >= MIN_PSNR_DB and self.max_act < FP16_MAX
-                and self.max_ln_square < FP16_MAX)
+        return (
+            not self.nonfinite
+            and self.psnr_db >= MIN_PSNR_DB
+            and self.max_act < FP16_MAX
+            and self.max_ln_square < FP16_MAX
+        )
 
 
 def _magnitudes(generator: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, dict[str, float]]:
@@ -80,8 +84,11 @@ def _magnitudes(generator: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> t
     handles = [m.register_forward_hook(on_output) for m in generator.modules()]
     for block in generator.modules():
         if isinstance(getattr(block, "sca", None), torch.nn.Module):  # a NAFBlock: its map size is its input's
-            handles.append(block.register_forward_pre_hook(
-                lambda mod, inp: pool_hw.__setitem__(id(mod.sca), inp[0].shape[-2] * inp[0].shape[-1])))
+            handles.append(
+                block.register_forward_pre_hook(
+                    lambda mod, inp: pool_hw.__setitem__(id(mod.sca), inp[0].shape[-2] * inp[0].shape[-1])
+                )
+            )
     try:
         with torch.inference_mode():
             out = generator(*args)
@@ -91,8 +98,9 @@ def _magnitudes(generator: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> t
     return out, peak
 
 
-def fp16_report(generator: torch.nn.Module, name: str, image: np.ndarray, depth: np.ndarray,
-                lens: np.ndarray | None) -> Fp16Report:
+def fp16_report(
+    generator: torch.nn.Module, name: str, image: np.ndarray, depth: np.ndarray, lens: np.ndarray | None
+) -> Fp16Report:
     """One input: NCHW float32 ``image`` (1, 3, H, W), ``depth`` (1, 1, H, W), ``lens`` (1, 3, 1, 1)."""
     args = [torch.from_numpy(np.ascontiguousarray(image)), torch.from_numpy(np.ascontiguousarray(depth))]
     if getattr(generator, "lens_input", False):
@@ -135,8 +143,9 @@ def _photo_inputs(folder: Path, size: tuple[int, int]) -> list[tuple[str, np.nda
     out = []
     for pid, photo, depth in find_photos(folder):
         rgb, d = load_photo(photo, depth, size)
-        out.append((f"photo {pid}", rgb.transpose(2, 0, 1)[None].copy(), d[None, None].copy(),
-                    auto_focus(d).network_input()))
+        out.append(
+            (f"photo {pid}", rgb.transpose(2, 0, 1)[None].copy(), d[None, None].copy(), auto_focus(d).network_input())
+        )
     return out
 
 
@@ -150,12 +159,16 @@ def _synthetic_input(size: tuple[int, int]) -> tuple[str, np.ndarray, np.ndarray
 
 
 def table(reports: list[Fp16Report]) -> str:
-    rows = ["| input | PSNR fp16 vs fp32 | max abs activation | max LN x² | max pool Σ (naive fp16 sum) | verdict |",
-            "|---|---:|---:|---:|---:|---|"]
+    rows = [
+        "| input | PSNR fp16 vs fp32 | max abs activation | max LN x² | max pool Σ (naive fp16 sum) | verdict |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
     for r in reports:
-        rows.append(f"| {r.name} | {r.psnr_db:.2f} dB | {r.max_act:.1f} | {r.max_ln_square:.1f} | "
-                    f"{r.max_pool_sum:.3g}{' (> 65504)' if r.max_pool_sum >= FP16_MAX else ''} | "
-                    f"{'safe' if r.safe else 'UNSAFE'} |")
+        rows.append(
+            f"| {r.name} | {r.psnr_db:.2f} dB | {r.max_act:.1f} | {r.max_ln_square:.1f} | "
+            f"{r.max_pool_sum:.3g}{' (> 65504)' if r.max_pool_sum >= FP16_MAX else ''} | "
+            f"{'safe' if r.safe else 'UNSAFE'} |"
+        )
     return "\n".join(rows)
 
 
@@ -189,8 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     text = table(reports)
     print(text)
     if args.out:
-        atomic_write_bytes(args.out, f"`python -m eval.fp16 --checkpoint {args.checkpoint} --size {args.size}`\n\n"
-                                     f"{text}\n".encode())
+        atomic_write_bytes(
+            args.out, f"`python -m eval.fp16 --checkpoint {args.checkpoint} --size {args.size}`\n\n{text}\n".encode()
+        )
     return 0 if all(r.safe for r in reports) else 1
 
 

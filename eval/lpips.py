@@ -141,12 +141,16 @@ class LPIPS(nn.Module):
 
     def load_lin(self, state: Mapping[str, torch.Tensor]) -> None:
         """Load the lpips v0.1 calibration keys ``lin{k}.model.1.weight`` (shape (1, C, 1, 1))."""
-        self.lins.load_state_dict(_pick(state, self.lins.state_dict(), lambda name: f"lin{name.split('.')[0]}.model.1.weight"))
+        self.lins.load_state_dict(
+            _pick(state, self.lins.state_dict(), lambda name: f"lin{name.split('.')[0]}.model.1.weight")
+        )
 
     @torch.no_grad()
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if pred.shape != target.shape:
-            raise ValueError(f"expected two images of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}")
+            raise ValueError(
+                f"expected two images of the same shape, got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
         # The two images go through the network separately (not as one batch) so that identical
         # inputs give bit-identical features and a distance of exactly 0.
         return self.distance(self.features(pred), self.features(target))
@@ -158,7 +162,9 @@ class LPIPS(nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected (B, 3, H, W) images, got {tuple(x.shape)}")
         if min(x.shape[-2:]) < MIN_SIZE:
-            raise ValueError(f"LPIPS (AlexNet) needs images of at least {MIN_SIZE}×{MIN_SIZE}, got {tuple(x.shape[-2:])}")
+            raise ValueError(
+                f"LPIPS (AlexNet) needs images of at least {MIN_SIZE}×{MIN_SIZE}, got {tuple(x.shape[-2:])}"
+            )
         return [_unit_normalise(f) for f in self.net(self._scale(x.to(self.shift.dtype)))]
 
     @torch.no_grad()

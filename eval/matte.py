@@ -192,7 +192,11 @@ def op_census(model_bytes: bytes) -> dict[str, int]:
     for graph in model.subgraphs:
         for op in graph.operators:
             code = model.operatorCodes[op.opcodeIndex]
-            name = code.customCode.decode() if code.customCode else names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+            name = (
+                code.customCode.decode()
+                if code.customCode
+                else names[max(code.builtinCode, code.deprecatedBuiltinCode)]
+            )
             census[name] = census.get(name, 0) + 1
     return dict(sorted(census.items()))
 
@@ -256,8 +260,10 @@ def read_source(source: str | os.PathLike | None = None) -> tuple[bytes, str]:
     (a .tflite file, or a mediapipe wheel read as a zip)."""
     if source is None:
         if not NPM_SOURCE.is_file():
-            raise MatteError(f"{NPM_SOURCE}: not found; run `bash web_demo/setup.sh` (npm ci installs {NPM_PACKAGE}), "
-                             "or pass --from a mediapipe wheel or the .tflite itself")
+            raise MatteError(
+                f"{NPM_SOURCE}: not found; run `bash web_demo/setup.sh` (npm ci installs {NPM_PACKAGE}), "
+                "or pass --from a mediapipe wheel or the .tflite itself"
+            )
         return NPM_SOURCE.read_bytes(), f"npm {NPM_PACKAGE}@{_npm_version()} ({NPM_SOURCE.relative_to(REPO)})"
     path = Path(source)
     if not path.is_file():
@@ -281,8 +287,9 @@ def _npm_version() -> str:
         return "?"
 
 
-def prepare(source: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None,
-            force: bool = False) -> Path:
+def prepare(
+    source: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None, force: bool = False
+) -> Path:
     """Write the builtin-only matte model (and ``matte.json``) to ``out_dir``; return its path.
     Does nothing when it is already there for the same source bytes (``force`` to redo)."""
     original, origin = read_source(source)
@@ -292,7 +299,10 @@ def prepare(source: str | os.PathLike | None = None, out_dir: str | os.PathLike 
     if not force and out.is_file() and info_path.is_file():
         try:
             info = json.loads(info_path.read_text())
-            if info.get("source_sha256") == sha_in and info.get("sha256") == hashlib.sha256(out.read_bytes()).hexdigest():
+            if (
+                info.get("source_sha256") == sha_in
+                and info.get("sha256") == hashlib.sha256(out.read_bytes()).hexdigest()
+            ):
                 return out
         except ValueError:
             pass
@@ -310,9 +320,11 @@ def prepare(source: str | os.PathLike | None = None, out_dir: str | os.PathLike 
         diffs.append(float(np.max(np.abs(want - _run(new_ref, x)))))
         same.append(float(np.max(np.abs(want - _run(new_xnn, x)))))
     if max(diffs) > PARITY_MAX_ABS or max(same) > SAME_KERNELS_MAX_ABS:
-        raise MatteError(f"{origin}: the rewritten model differs from the original by {max(diffs):.2e} "
-                         f"(reference kernels, bound {PARITY_MAX_ABS}) and {max(same):.2e} (both on XNNPACK, "
-                         f"bound {SAME_KERNELS_MAX_ABS}); not written")
+        raise MatteError(
+            f"{origin}: the rewritten model differs from the original by {max(diffs):.2e} "
+            f"(reference kernels, bound {PARITY_MAX_ABS}) and {max(same):.2e} (both on XNNPACK, "
+            f"bound {SAME_KERNELS_MAX_ABS}); not written"
+        )
     atomic_write_bytes(out, rewritten)
     info = {
         "file": MATTE_FILE,
@@ -322,14 +334,26 @@ def prepare(source: str | os.PathLike | None = None, out_dir: str | os.PathLike 
         "source_sha256": sha_in,
         "sha256": hashlib.sha256(rewritten).hexdigest(),
         "size_bytes": len(rewritten),
-        "input": {"shape": [1, int(h), int(w), 3], "dtype": "float32", "range": [0, 1],
-                  "normalisation": "RGB / 255, the photo squashed to the input size"},
-        "output": {"shape": [1, int(h), int(w), 1], "dtype": "float32", "range": [0, 1],
-                   "meaning": "person probability; used as disparity (1 = person = near)"},
-        "rewrite": {"custom_op": CUSTOM_OP.decode(), "replaced_by": "TRANSPOSE_CONV v3 (with bias)",
-                    "nodes": replaced, "max_abs_diff_vs_original": max(diffs),
-                    "reference": "original on XNNPACK (its MediaPipe-op path) vs rewrite on the reference kernels",
-                    "max_abs_diff_same_kernels": max(same)},
+        "input": {
+            "shape": [1, int(h), int(w), 3],
+            "dtype": "float32",
+            "range": [0, 1],
+            "normalisation": "RGB / 255, the photo squashed to the input size",
+        },
+        "output": {
+            "shape": [1, int(h), int(w), 1],
+            "dtype": "float32",
+            "range": [0, 1],
+            "meaning": "person probability; used as disparity (1 = person = near)",
+        },
+        "rewrite": {
+            "custom_op": CUSTOM_OP.decode(),
+            "replaced_by": "TRANSPOSE_CONV v3 (with bias)",
+            "nodes": replaced,
+            "max_abs_diff_vs_original": max(diffs),
+            "reference": "original on XNNPACK (its MediaPipe-op path) vs rewrite on the reference kernels",
+            "max_abs_diff_same_kernels": max(same),
+        },
         "op_census": census,
     }
     atomic_write_bytes(info_path, (json.dumps(info, indent=2) + "\n").encode())
@@ -350,8 +374,10 @@ class PersonMatte:
     def __post_init__(self) -> None:
         file = Path(self.path) if self.path else matte_path()
         if not file.is_file():
-            raise MatteError(f"{file}: no person-matte model; run `python -m eval.matte prepare` "
-                             "(after `bash web_demo/setup.sh`, which installs it from npm)")
+            raise MatteError(
+                f"{file}: no person-matte model; run `python -m eval.matte prepare` "
+                "(after `bash web_demo/setup.sh`, which installs it from npm)"
+            )
         self._it = _interpreter(file.read_bytes(), delegates=True, num_threads=self.num_threads)
         _, self.height, self.width, _ = (int(v) for v in self._it.get_input_details()[0]["shape"])
 
@@ -382,11 +408,19 @@ def resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["prepare"]:
-        p = argparse.ArgumentParser(prog="python -m eval.matte prepare",
-                                    description="Write the builtin-only person-matte model (module docstring).")
-        p.add_argument("--from", dest="source", type=Path,
-                       help=f"a mediapipe 0.10.x wheel or a selfie_segmentation .tflite (default: {NPM_SOURCE.relative_to(REPO)})")
-        p.add_argument("--out", type=Path, default=MATTE_DIR, help=f"output folder (default {MATTE_DIR.relative_to(REPO)})")
+        p = argparse.ArgumentParser(
+            prog="python -m eval.matte prepare",
+            description="Write the builtin-only person-matte model (module docstring).",
+        )
+        p.add_argument(
+            "--from",
+            dest="source",
+            type=Path,
+            help=f"a mediapipe 0.10.x wheel or a selfie_segmentation .tflite (default: {NPM_SOURCE.relative_to(REPO)})",
+        )
+        p.add_argument(
+            "--out", type=Path, default=MATTE_DIR, help=f"output folder (default {MATTE_DIR.relative_to(REPO)})"
+        )
         p.add_argument("--force", action="store_true", help="rewrite even when the output is up to date")
         args = p.parse_args(argv[1:])
         try:
@@ -395,11 +429,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         info = json.loads((out.parent / INFO_FILE).read_text())
-        print(f"{out} ({info['size_bytes']} bytes, {info['rewrite']['nodes']} {CUSTOM_OP.decode()} -> TRANSPOSE_CONV, "
-              f"max |diff| vs original {info['rewrite']['max_abs_diff_vs_original']:.1e}) from {info['source']}")
+        print(
+            f"{out} ({info['size_bytes']} bytes, {info['rewrite']['nodes']} {CUSTOM_OP.decode()} -> TRANSPOSE_CONV, "
+            f"max |diff| vs original {info['rewrite']['max_abs_diff_vs_original']:.1e}) from {info['source']}"
+        )
         return 0
-    p = argparse.ArgumentParser(prog="python -m eval.matte",
-                                description="Person matte of photos (white = person = near), or `prepare` the model.")
+    p = argparse.ArgumentParser(
+        prog="python -m eval.matte",
+        description="Person matte of photos (white = person = near), or `prepare` the model.",
+    )
     p.add_argument("photos", type=Path, nargs="+", metavar="PHOTO")
     p.add_argument("--out", type=Path, required=True, help="output folder: <id>.matte.png per photo")
     p.add_argument("--model", type=Path, help=f"prepared model (default {matte_path().relative_to(REPO)})")

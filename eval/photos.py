@@ -41,11 +41,15 @@ def depth_for(photo: Path) -> Path:
 def find_photos(folder: Path) -> list[tuple[str, Path, Path]]:
     """(id, photo, depth map) of every photo in ``folder`` that has a depth map."""
     if (folder / "original").is_dir():
-        pairs = [(p.stem, p, depth_for(p)) for p in sorted((folder / "original").iterdir())
-                 if p.suffix.lower() in PHOTO_EXTS]
+        pairs = [
+            (p.stem, p, depth_for(p)) for p in sorted((folder / "original").iterdir()) if p.suffix.lower() in PHOTO_EXTS
+        ]
     else:
-        pairs = [(p.stem, p, depth_for(p)) for p in sorted(folder.iterdir())
-                 if p.suffix.lower() in PHOTO_EXTS and not p.name.endswith(".depth.png")]
+        pairs = [
+            (p.stem, p, depth_for(p))
+            for p in sorted(folder.iterdir())
+            if p.suffix.lower() in PHOTO_EXTS and not p.name.endswith(".depth.png")
+        ]
     missing = [str(d) for _, _, d in pairs if not d.is_file()]
     if missing:
         raise FileNotFoundError(f"{folder}: photos without a depth map, expected {', '.join(missing[:3])}")
@@ -109,10 +113,10 @@ class RendererRunner:
 
         d_f, K, dof = (float(v) for v in lens)
         with torch.inference_mode():
-            out = self.renderer.render(torch.from_numpy(image), torch.from_numpy(depth), LensParams(K=K, d_f=d_f, dof=dof))
+            out = self.renderer.render(
+                torch.from_numpy(image), torch.from_numpy(depth), LensParams(K=K, d_f=d_f, dof=dof)
+            )
         return out.numpy()
-
-
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,9 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--photos", required=True, type=Path, help="folder of <id>.jpg + <id>.depth.png")
     p.add_argument("--out", required=True, type=Path, help="folder for the side-by-side pictures")
     p.add_argument("--size", default=None, help="HxW (default: the model's input size; required for checkpoints)")
-    p.add_argument("--lens", default="auto",
-                   help="auto (auto_focus, default), auto,DOF (its rule with another sharp band), default (the "
-                        "manifest's) or D_F,K,DOF")
+    p.add_argument(
+        "--lens",
+        default="auto",
+        help="auto (auto_focus, default), auto,DOF (its rule with another sharp band), default (the "
+        "manifest's) or D_F,K,DOF",
+    )
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     runner = load_runner(args.model, num_threads=args.threads) if args.model else RendererRunner(args.renderer)

@@ -68,8 +68,17 @@ from eval.photos import PHOTO_EXTS, RendererRunner, depth_for
 from training.renderers import RENDERERS
 from training.renderers.lens import LensParams, auto_focus, blur_radius
 
-__all__ = ["render", "render_photo", "Rendered", "RenderError", "load_model", "output_paths", "model_frame",
-           "sharp_keep", "main"]
+__all__ = [
+    "render",
+    "render_photo",
+    "Rendered",
+    "RenderError",
+    "load_model",
+    "output_paths",
+    "model_frame",
+    "sharp_keep",
+    "main",
+]
 
 DEFAULT_MODEL = REPO / "tflite_models" / "nafnet_w8_lens_cpu" / "bokeh_fp16.tflite"
 DEFAULT_SIZE = (1024, 1536)  # (H, W) for models that take any size: the shipped model's input
@@ -108,8 +117,10 @@ def _name(x: Any) -> str:
 def _check_pixels(path: Path | str, size: tuple[int, int], what: str) -> None:
     w, h = size
     if w * h > MAX_PIXELS:
-        raise RenderError(f"{path}: {what} is {w}x{h} = {w * h / 1e6:.0f} Mpx, over the {MAX_PIXELS / 1e6:.0f} Mpx "
-                          f"limit (eval.render.MAX_PIXELS); downscale it first")
+        raise RenderError(
+            f"{path}: {what} is {w}x{h} = {w * h / 1e6:.0f} Mpx, over the {MAX_PIXELS / 1e6:.0f} Mpx "
+            f"limit (eval.render.MAX_PIXELS); downscale it first"
+        )
 
 
 def open_photo(photo: str | os.PathLike | Image.Image | np.ndarray) -> Image.Image:
@@ -150,8 +161,9 @@ def _orientation(photo: Any) -> int:
         return 1
 
 
-def load_depth(depth: str | os.PathLike | np.ndarray | Image.Image, size: tuple[int, int],
-               photo: Any = None) -> np.ndarray:
+def load_depth(
+    depth: str | os.PathLike | np.ndarray | Image.Image, size: tuple[int, int], photo: Any = None
+) -> np.ndarray:
     """(H, W) float32 disparity in [0, 1] for a photo of ``size`` = (H, W), min-max normalised.
 
     A file goes through ``training.data.read_depth`` (8- or 16-bit grayscale; another size with
@@ -171,8 +183,7 @@ def load_depth(depth: str | os.PathLike | np.ndarray | Image.Image, size: tuple[
         except BadSampleError as e:
             hint = ""
             if "aspect" in str(e) and _orientation(photo) in (5, 6, 7, 8):
-                hint = (" (the photo is turned by its EXIF orientation; the depth map must be of the photo "
-                        "as displayed)")
+                hint = " (the photo is turned by its EXIF orientation; the depth map must be of the photo as displayed)"
             raise RenderError(f"{e}{hint}") from None
         except Image.DecompressionBombError as e:
             raise RenderError(f"{path}: {e}") from None
@@ -254,7 +265,7 @@ def _tap_disparity(depth: np.ndarray, focus: Sequence[float]) -> float:
     H, W = depth.shape
     half = max(1, round(FOCUS_WINDOW * min(H, W) / 2))
     cy, cx = min(round(y * (H - 1)), H - 1), min(round(x * (W - 1)), W - 1)
-    return float(np.median(depth[max(cy - half, 0): cy + half + 1, max(cx - half, 0): cx + half + 1]))
+    return float(np.median(depth[max(cy - half, 0) : cy + half + 1, max(cx - half, 0) : cx + half + 1]))
 
 
 @dataclass(frozen=True)
@@ -269,8 +280,9 @@ class Frame:
     left: int
 
 
-def model_frame(photo_size: tuple[int, int], model_size: tuple[int, int], fixed: bool = True,
-                multiple: int = 16) -> Frame:
+def model_frame(
+    photo_size: tuple[int, int], model_size: tuple[int, int], fixed: bool = True, multiple: int = 16
+) -> Frame:
     """The frame of a (H, W) photo in a (mh, mw) model input; for a model that takes any size
     (``fixed=False``) the canvas is the content rounded up to ``multiple``. The web page
     (``web_demo/photo.js``) and the app (``ImageOps.kt``) mirror this; tests compare them."""
@@ -294,9 +306,14 @@ def sharp_keep(disp: np.ndarray, lens: LensParams, scale: float) -> np.ndarray:
     return (t * t * (3.0 - 2.0 * t)).astype(np.float32)
 
 
-def choose_lens(depth_model_scale: np.ndarray, depth: np.ndarray, focus: Sequence[float] | None = None,
-                focus_disparity: float | None = None, strength: float | None = None,
-                dof: float | None = None) -> LensParams:
+def choose_lens(
+    depth_model_scale: np.ndarray,
+    depth: np.ndarray,
+    focus: Sequence[float] | None = None,
+    focus_disparity: float | None = None,
+    strength: float | None = None,
+    dof: float | None = None,
+) -> LensParams:
     """auto_focus of the depth at the model's scale, each given value replacing its own (module
     docstring, step 4). ``focus`` is tapped on ``depth`` at the photo's resolution."""
     lens = auto_focus(depth_model_scale)
@@ -344,9 +361,11 @@ def render_photo(
         disp = load_depth(depth_for(Path(photo)), (H, W), photo)
     else:
         where = f" (looked for {depth_for(Path(photo))})" if isinstance(photo, (str, os.PathLike)) else ""
-        raise RenderError(f"{_name(photo)}: no depth map{where}; pass --depth FILE_OR_DIR (disparity, bright = "
-                          f"near), --depth-model DIR (local DPT weights, see python -m training.depth) or --matte "
-                          f"(a person matte: the person sharp, the rest blurred)")
+        raise RenderError(
+            f"{_name(photo)}: no depth map{where}; pass --depth FILE_OR_DIR (disparity, bright = "
+            f"near), --depth-model DIR (local DPT weights, see python -m training.depth) or --matte "
+            f"(a person matte: the person sharp, the rest blurred)"
+        )
     rgb = np.asarray(img, np.float32).transpose(2, 0, 1) / 255.0  # (3, H, W)
 
     # the model's frame: turned to the model's orientation, scaled to fit (module docstring, 2-3)
@@ -363,7 +382,7 @@ def render_photo(
         out = runner(x_in, d_in, lens.network_input().ravel()) if runner.lens_input else runner(x_in, d_in)
     except ValueError as e:  # the runner's own input checks (sizes, lens range)
         raise RenderError(f"{_name(photo)}: {e}") from None
-    out = np.asarray(out, np.float32)[0, :, top: top + ch, left: left + cw]  # (3, ch, cw)
+    out = np.asarray(out, np.float32)[0, :, top : top + ch, left : left + cw]  # (3, ch, cw)
     if turn:
         out = np.rot90(out, -1, axes=(-2, -1))
     up = np.clip(_resize(out, (H, W), "bicubic"), 0.0, 1.0)
@@ -408,9 +427,19 @@ def render(
     size: (H, W) to run checkpoints and renderers at (an exported model has its own).
     Raises :class:`RenderError` (a ValueError) naming the file and the problem.
     """
-    return render_photo(photo, depth, model, depth_model=depth_model, matte=matte, focus=focus,
-                        focus_disparity=focus_disparity, strength=strength, dof=dof, size=size,
-                        num_threads=num_threads).bokeh
+    return render_photo(
+        photo,
+        depth,
+        model,
+        depth_model=depth_model,
+        matte=matte,
+        focus=focus,
+        focus_disparity=focus_disparity,
+        strength=strength,
+        dof=dof,
+        size=size,
+        num_threads=num_threads,
+    ).bokeh
 
 
 # ----------------------------------------------------------------------------- files
@@ -432,8 +461,9 @@ def list_photos(source: Path, depth: Path | None) -> list[tuple[str, Path, Path 
         photos = [source]
     elif source.is_dir():
         folder = source / "original" if (source / "original").is_dir() else source
-        photos = sorted(p for p in folder.iterdir()
-                        if p.is_file() and p.suffix.lower() in PHOTO_EXTS and not _is_output_or_depth(p))
+        photos = sorted(
+            p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PHOTO_EXTS and not _is_output_or_depth(p)
+        )
         if not photos:
             raise RenderError(f"{source}: no photos ({', '.join(PHOTO_EXTS)}) in it")
     else:
@@ -446,6 +476,7 @@ def list_photos(source: Path, depth: Path | None) -> list[tuple[str, Path, Path 
     if depth is None:
         return [(p.stem, p, None) for p in photos]
     if depth.is_dir():
+
         def find(p: Path) -> Path:
             for cand in (depth / f"{p.stem}.depth.png", depth / f"{p.stem}.png"):
                 if cand.is_file():
@@ -456,8 +487,9 @@ def list_photos(source: Path, depth: Path | None) -> list[tuple[str, Path, Path 
     if not depth.exists():
         raise RenderError(f"{depth}: --depth file or folder not found")
     if len(photos) > 1:
-        raise RenderError(f"--depth {depth} is one file but {source} holds {len(photos)} photos; "
-                          "give a folder of depth maps")
+        raise RenderError(
+            f"--depth {depth} is one file but {source} holds {len(photos)} photos; give a folder of depth maps"
+        )
     return [(photos[0].stem, photos[0], depth)]
 
 
@@ -488,36 +520,64 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m eval.render",
         description="Render a photo (or a folder of photos) with shallow depth of field, at the photo's own "
-                    "resolution. Writes <id>.bokeh.png, <id>.depth.png (the depth used) and <id>.side_by_side.jpg.")
-    p.add_argument("photos", type=Path, metavar="PHOTO_OR_DIR",
-                   help="a JPEG/PNG, or a folder of them (or a split folder with original/ and depth/)")
+        "resolution. Writes <id>.bokeh.png, <id>.depth.png (the depth used) and <id>.side_by_side.jpg.",
+    )
+    p.add_argument(
+        "photos",
+        type=Path,
+        metavar="PHOTO_OR_DIR",
+        help="a JPEG/PNG, or a folder of them (or a split folder with original/ and depth/)",
+    )
     p.add_argument("--out", type=Path, required=True, help="output folder (created)")
     who = p.add_mutually_exclusive_group()
     who.add_argument("--model", type=Path, help=f".tflite or .onnx model (default: {DEFAULT_MODEL.relative_to(REPO)})")
     who.add_argument("--checkpoint", type=Path, help="a PyTorch checkpoint (.ckpt/.pt) or model.safetensors")
     who.add_argument("--renderer", choices=sorted(RENDERERS), help="a classical renderer instead of a model")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--depth", type=Path, metavar="FILE_OR_DIR",
-                     help="disparity map (bright = near) of the photo as displayed, or a folder of <id>.depth.png / "
-                          "<id>.png (default: <id>.depth.png beside the photo, or depth/<id>.png for original/<id>)")
-    src.add_argument("--depth-model", type=Path, metavar="DIR",
-                     help="estimate depth with DPT from these local weights (see python -m training.depth)")
-    src.add_argument("--matte", action="store_true",
-                     help="no depth map: MediaPipe's person matte as the depth (person near, the rest far; "
-                          "python -m eval.matte prepare makes the model)")
+    src.add_argument(
+        "--depth",
+        type=Path,
+        metavar="FILE_OR_DIR",
+        help="disparity map (bright = near) of the photo as displayed, or a folder of <id>.depth.png / "
+        "<id>.png (default: <id>.depth.png beside the photo, or depth/<id>.png for original/<id>)",
+    )
+    src.add_argument(
+        "--depth-model",
+        type=Path,
+        metavar="DIR",
+        help="estimate depth with DPT from these local weights (see python -m training.depth)",
+    )
+    src.add_argument(
+        "--matte",
+        action="store_true",
+        help="no depth map: MediaPipe's person matte as the depth (person near, the rest far; "
+        "python -m eval.matte prepare makes the model)",
+    )
     focus = p.add_mutually_exclusive_group()
-    focus.add_argument("--focus", metavar="X,Y",
-                       help="tap to focus: X,Y as fractions of the width and height (0,0 = top left); d_f = median "
-                            "depth there (default: auto-focus, the 90th percentile of disparity)")
+    focus.add_argument(
+        "--focus",
+        metavar="X,Y",
+        help="tap to focus: X,Y as fractions of the width and height (0,0 = top left); d_f = median "
+        "depth there (default: auto-focus, the 90th percentile of disparity)",
+    )
     focus.add_argument("--focus-disparity", type=float, metavar="D", help="focal disparity d_f in [0, 1] (1 = near)")
-    p.add_argument("--strength", type=float, metavar="K",
-                   help="blur strength K: blur radius in pixels per unit of disparity, in pixels of the model's "
-                        "input (the photo scaled to fit it, e.g. 1536 px wide), not of the photo (default: "
-                        "auto-focus's, which blurs the farthest surface by 1.63%% of the width)")
-    p.add_argument("--dof", type=float, help="half-width of the sharp band around d_f, in disparity, [0, 0.5] "
-                                             "(default 0.1)")
-    p.add_argument("--size", default=None, metavar="HxW",
-                   help="input size for --checkpoint and --renderer (default 1024x1536; an exported model has its own)")
+    p.add_argument(
+        "--strength",
+        type=float,
+        metavar="K",
+        help="blur strength K: blur radius in pixels per unit of disparity, in pixels of the model's "
+        "input (the photo scaled to fit it, e.g. 1536 px wide), not of the photo (default: "
+        "auto-focus's, which blurs the farthest surface by 1.63%% of the width)",
+    )
+    p.add_argument(
+        "--dof", type=float, help="half-width of the sharp band around d_f, in disparity, [0, 0.5] (default 0.1)"
+    )
+    p.add_argument(
+        "--size",
+        default=None,
+        metavar="HxW",
+        help="input size for --checkpoint and --renderer (default 1024x1536; an exported model has its own)",
+    )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--overwrite", action="store_true", help="render photos whose outputs already exist again")
     return p
@@ -555,7 +615,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             inputs = {p.resolve() for p in (photo, depth or depth_for(photo)) if p.exists()}
             for out in output_paths(args.out, photo.stem).values():
                 if out.resolve() in inputs:
-                    raise RenderError(f"--out {args.out}: writing {out.name} would overwrite an input; choose another folder")
+                    raise RenderError(
+                        f"--out {args.out}: writing {out.name} would overwrite an input; choose another folder"
+                    )
         runner = load_model(args.renderer or args.checkpoint or args.model, args.threads)
         depth_model = load_dpt(str(args.depth_model)) if args.depth_model else None
         matte = None
@@ -579,8 +641,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             skipped += 1
             continue
         try:
-            r = render_photo(photo, depth, runner, depth_model=depth_model, matte=matte, focus=focus,
-                             focus_disparity=args.focus_disparity, strength=args.strength, dof=args.dof, size=size)
+            r = render_photo(
+                photo,
+                depth,
+                runner,
+                depth_model=depth_model,
+                matte=matte,
+                focus=focus,
+                focus_disparity=args.focus_disparity,
+                strength=args.strength,
+                dof=args.dof,
+                size=size,
+            )
             try:
                 write_outputs(r, paths)
             except OSError as e:  # disk full, permissions: the earlier files stay whole

@@ -62,10 +62,17 @@ def random_generator_checkpoint(path: Path, width: int = 8, seed: int = 0) -> Pa
     gen = non_identity_(NAFNet(width=width))
     arch = {"width": width, "enc_blocks": (2, 2, 2, 20), "middle_blocks": 2, "dec_blocks": (2, 2, 2, 2)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"generator": gen.state_dict(), "arch": arch,
-                "config": {"note": f"untrained: NAFNet init, seed {seed}, beta/gamma/LayerNorm affine ~ N(., 0.2^2), "
-                                      "default ending conv"}},
-               path)
+    torch.save(
+        {
+            "generator": gen.state_dict(),
+            "arch": arch,
+            "config": {
+                "note": f"untrained: NAFNet init, seed {seed}, beta/gamma/LayerNorm affine ~ N(., 0.2^2), "
+                "default ending conv"
+            },
+        },
+        path,
+    )
     return path
 
 
@@ -96,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--runs", type=int, default=5)
-    p.add_argument("--converters", default=",".join(DEFAULT_CONVERTERS),
-                   help=f"comma-separated subset of {','.join(ALL_CONVERTERS)} (default {','.join(DEFAULT_CONVERTERS)})")
+    p.add_argument(
+        "--converters",
+        default=",".join(DEFAULT_CONVERTERS),
+        help=f"comma-separated subset of {','.join(ALL_CONVERTERS)} (default {','.join(DEFAULT_CONVERTERS)})",
+    )
     args = p.parse_args(argv)
     converters = [c.strip() for c in args.converters.split(",") if c.strip()]
     if not converters or any(c not in ALL_CONVERTERS for c in converters):
@@ -115,10 +125,29 @@ def main(argv: list[str] | None = None) -> int:
     exports = {}
     for converter in converters:
         model_dir = out / f"nafnet_w8_random_{converter}"
-        cmd = [sys.executable, "-m", "export", "--checkpoint", str(ckpt), "--size", args.size, "--out", str(model_dir),
-               "--converter", converter, "--precisions", "fp32,fp16,int8", "--calib-data", str(args.calib_data.resolve()),
-               "--calib-samples", str(args.calib_samples), "--parity-samples", str(args.parity_samples),
-               "--threads", str(args.threads)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "export",
+            "--checkpoint",
+            str(ckpt),
+            "--size",
+            args.size,
+            "--out",
+            str(model_dir),
+            "--converter",
+            converter,
+            "--precisions",
+            "fp32,fp16,int8",
+            "--calib-data",
+            str(args.calib_data.resolve()),
+            "--calib-samples",
+            str(args.calib_samples),
+            "--parity-samples",
+            str(args.parity_samples),
+            "--threads",
+            str(args.threads),
+        ]
         if args.parity_data:
             cmd += ["--parity-data", str(args.parity_data.resolve())]
         print(f"exporting with {converter} ...", file=sys.stderr, flush=True)
@@ -126,15 +155,34 @@ def main(argv: list[str] | None = None) -> int:
         if rc != 0:
             print(f"export with {converter} failed ({rc}):\n{tail}", file=sys.stderr)
             return 1
-        exports[converter] = {"dir": model_dir, "seconds": wall, "peak_rss_gib": peak,
-                              "manifest": json.loads((model_dir / "manifest.json").read_text())}
+        exports[converter] = {
+            "dir": model_dir,
+            "seconds": wall,
+            "peak_rss_gib": peak,
+            "manifest": json.loads((model_dir / "manifest.json").read_text()),
+        }
 
     bench_json = out / "benchmark.json"
-    cmd = [sys.executable, "-m", "eval.benchmark", *[a for c in converters for a in
-                                                    ("--tflite", str(exports[c]["dir"] / "bokeh_fp32.tflite"))],
-           "--onnx", str(exports[converters[0]]["dir"] / "model.onnx"), "--checkpoint", str(ckpt), "--size", args.size,
-           "--threads", str(args.threads), "--warmup", str(args.warmup), "--runs", str(args.runs),
-           "--json", str(bench_json)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "eval.benchmark",
+        *[a for c in converters for a in ("--tflite", str(exports[c]["dir"] / "bokeh_fp32.tflite"))],
+        "--onnx",
+        str(exports[converters[0]]["dir"] / "model.onnx"),
+        "--checkpoint",
+        str(ckpt),
+        "--size",
+        args.size,
+        "--threads",
+        str(args.threads),
+        "--warmup",
+        str(args.warmup),
+        "--runs",
+        str(args.runs),
+        "--json",
+        str(bench_json),
+    ]
     print("benchmarking ...", file=sys.stderr, flush=True)
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -161,10 +209,14 @@ def main(argv: list[str] | None = None) -> int:
         lat = latency[exports[c]["dir"].name]
         lines.append(
             f"| {c} | {m['inputs'][0]['layout']} | {sum(census.values())} | {census.get('TRANSPOSE', 0)} | "
-            + " / ".join(f"{v[k]['size_bytes'] / 1e6:.2f}" for k in ("fp32", "fp16", "int8")) + " | "
-            + " / ".join(f"{v[k]['parity']['psnr_db_vs_pytorch']:.1f}" for k in ("fp32", "fp16", "int8")) + " | "
-            + _gpu_run_cell(v) + " | "
-            + ("compatible" if all(x["gpu_compatible"] for x in v.values()) else "warnings") + " | "
+            + " / ".join(f"{v[k]['size_bytes'] / 1e6:.2f}" for k in ("fp32", "fp16", "int8"))
+            + " | "
+            + " / ".join(f"{v[k]['parity']['psnr_db_vs_pytorch']:.1f}" for k in ("fp32", "fp16", "int8"))
+            + " | "
+            + _gpu_run_cell(v)
+            + " | "
+            + ("compatible" if all(x["gpu_compatible"] for x in v.values()) else "warnings")
+            + " | "
             + f"{lat['median_s']:.2f} | {lat['median_s'] / torch_row['median_s']:.3f} | "
             + f"{lat['median_s'] / ort_row['median_s']:.3f} | {exports[c]['seconds'] / 60:.1f} min | "
             + f"{exports[c]['peak_rss_gib']:.1f} GiB |"
@@ -182,8 +234,7 @@ def _gpu_run_cell(variants: dict) -> str:
     runs = [v["gpu_run"] for v in variants.values()]
     if any(r["status"] != "passed" for r in runs):
         return "not run: " + next(r["reason"] for r in runs if r["status"] != "passed")
-    return (f"all fully accelerated on {runs[0]['device']}, ≥ {min(r['psnr_db_vs_cpu'] for r in runs):.1f} dB "
-            "vs CPU")
+    return f"all fully accelerated on {runs[0]['device']}, ≥ {min(r['psnr_db_vs_cpu'] for r in runs):.1f} dB vs CPU"
 
 
 if __name__ == "__main__":

@@ -95,10 +95,12 @@ def _onnx2tf(onnx_path: Path, saved_model_dir: Path, work_dir: Path) -> str:
     # itself re-traces every one of its ~1100 layers and took 90 s instead of 4 s. One function per
     # input set: a signature's input names are the Python argument names.
     if "lens" in names:
+
         @tf.function(autograph=False, input_signature=specs)
         def serve(image, depth, lens):
             return call({"image": image, "depth": depth, "lens": lens})
     else:
+
         @tf.function(autograph=False, input_signature=specs)
         def serve(image, depth):
             return call({"image": image, "depth": depth})

@@ -66,8 +66,7 @@ class GateError(RuntimeError):
 def worst_sample(outputs: list[np.ndarray], references: list[np.ndarray]) -> tuple[float, float]:
     """(lowest PSNR, largest |Δ|) over paired samples: the worst sample decides every parity gate."""
     pairs = list(zip(outputs, references, strict=True))
-    return (min(psnr_array(o, r) for o, r in pairs),
-            max(float(np.abs(o - r).max()) for o, r in pairs))
+    return (min(psnr_array(o, r) for o, r in pairs), max(float(np.abs(o - r).max()) for o, r in pairs))
 
 
 @dataclass
@@ -126,7 +125,9 @@ def gpu_delegate_view(model_content: bytes) -> bytes:
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_content))
-    dequantize = {i for i, oc in enumerate(model.operatorCodes) if _builtin_code(oc) == schema.BuiltinOperator.DEQUANTIZE}
+    dequantize = {
+        i for i, oc in enumerate(model.operatorCodes) if _builtin_code(oc) == schema.BuiltinOperator.DEQUANTIZE
+    }
     changed = False
     for sg in model.subgraphs:
         remap: dict[int, int] = {}
@@ -170,7 +171,9 @@ def inspect_tflite(model_content: bytes) -> TFLiteInspection:
 def check_onnx_parity(max_abs_diff: float) -> None:
     if not max_abs_diff <= ONNX_MAX_ABS_DIFF:  # also catches NaN
         raise GateError(
-            "onnx-parity", f"max |ONNX Runtime - PyTorch| = {max_abs_diff:.3g}", f"<= {ONNX_MAX_ABS_DIFF:g}",
+            "onnx-parity",
+            f"max |ONNX Runtime - PyTorch| = {max_abs_diff:.3g}",
+            f"<= {ONNX_MAX_ABS_DIFF:g}",
             "The ONNX graph does not compute what the PyTorch generator computes.",
         )
 
@@ -179,21 +182,26 @@ def check_tflite_structure(variant: str, insp: TFLiteInspection) -> None:
     """The gates that read the file alone: builtin ops only, rank ≤ 4, GPU-delegate compatible."""
     if insp.custom_ops:
         raise GateError(
-            "builtin-ops", f"{variant}: {len(insp.custom_ops)} non-builtin op type(s) {insp.custom_ops}",
+            "builtin-ops",
+            f"{variant}: {len(insp.custom_ops)} non-builtin op type(s) {insp.custom_ops}",
             "0 (no Flex / SELECT_TF_OPS, no custom ops)",
             "These ops need the Flex delegate or a custom resolver and cannot run on the phone GPU; "
             "rewrite the PyTorch op they come from with ops TFLite has built in.",
         )
     if insp.max_tensor_rank > MAX_TENSOR_RANK:
         raise GateError(
-            "tensor-rank", f"{variant}: a tensor of rank {insp.max_tensor_rank}", f"rank <= {MAX_TENSOR_RANK}",
+            "tensor-rank",
+            f"{variant}: a tensor of rank {insp.max_tensor_rank}",
+            f"rank <= {MAX_TENSOR_RANK}",
             "The TFLite GPU delegate only takes tensors of rank <= 4 (PixelShuffle/DepthToSpace is the "
             "usual culprit: use ConvTranspose2d, see training/model.py).",
         )
     if not insp.gpu_compatible:
         shown = "; ".join(insp.gpu_warnings[:3]) or "no 'compatible' verdict in the analyzer report"
         raise GateError(
-            "gpu-compatibility", f"{variant}: {len(insp.gpu_warnings)} GPU compatibility warning(s)", "0",
+            "gpu-compatibility",
+            f"{variant}: {len(insp.gpu_warnings)} GPU compatibility warning(s)",
+            "0",
             f"tf.lite.experimental.Analyzer(gpu_compatibility=True) says: {shown}",
         )
 
@@ -202,6 +210,8 @@ def check_tflite_parity(variant: str, psnr_db: float) -> None:
     need = TFLITE_MIN_PSNR_DB[variant]
     if not psnr_db >= need:
         raise GateError(
-            "tflite-parity", f"{variant}: PSNR vs PyTorch = {psnr_db:.2f} dB", f">= {need:g} dB",
+            "tflite-parity",
+            f"{variant}: PSNR vs PyTorch = {psnr_db:.2f} dB",
+            f">= {need:g} dB",
             "The TFLite file does not reproduce the PyTorch generator closely enough.",
         )

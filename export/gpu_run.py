@@ -42,8 +42,18 @@ from common.paths import REPO
 from export.gates import TFLITE_MIN_PSNR_DB, GateError
 from export.manifest import PSNR_CAP_DB
 
-__all__ = ["GpuUnavailable", "ACCELERATOR", "GPU_RUN_MIN_PSNR_DB", "VulkanDevice", "GpuRun", "find_vulkan", "run_on_gpu", "gate_tflite",
-           "check_gpu_run", "gpu_run_entry"]
+__all__ = [
+    "GpuUnavailable",
+    "ACCELERATOR",
+    "GPU_RUN_MIN_PSNR_DB",
+    "VulkanDevice",
+    "GpuRun",
+    "find_vulkan",
+    "run_on_gpu",
+    "gate_tflite",
+    "check_gpu_run",
+    "gpu_run_entry",
+]
 
 ACCELERATOR = "LiteRT GPU accelerator (ML Drift over WebGPU)"
 
@@ -56,7 +66,9 @@ ACCELERATOR = "LiteRT GPU accelerator (ML Drift over WebGPU)"
 GPU_RUN_MIN_PSNR_DB = TFLITE_MIN_PSNR_DB
 
 CHROMIUM_DIR = Path("/usr/lib/chromium")
-_ADAPTER = re.compile(r"Selected adapter: (?P<name>[^,\n]+), .*?backend=(?P<backend>\w+)(?:, adapterType=(?P<type>[^\n]+))?")
+_ADAPTER = re.compile(
+    r"Selected adapter: (?P<name>[^,\n]+), .*?backend=(?P<backend>\w+)(?:, adapterType=(?P<type>[^\n]+))?"
+)
 WORKER_TIMEOUT_S = 900  # a 1024x1536 model on a software device takes ~1 min; a hang must not block CI
 
 
@@ -92,9 +104,11 @@ def find_vulkan() -> tuple[VulkanDevice | None, str]:
     lavapipe = sorted(glob.glob("/usr/share/vulkan/icd.d/lvp_icd*.json"))
     if lavapipe and ctypes.util.find_library("vulkan"):
         return VulkanDevice(lavapipe[0], None, "Mesa lavapipe"), ""
-    return None, ("no Vulkan device for LiteRT's GPU accelerator: install Debian's chromium (SwiftShader; "
-                  "`bash web_demo/setup.sh` does) or mesa-vulkan-drivers + libvulkan1 (lavapipe), "
-                  "or set $BOKEH_VULKAN_ICD")
+    return None, (
+        "no Vulkan device for LiteRT's GPU accelerator: install Debian's chromium (SwiftShader; "
+        "`bash web_demo/setup.sh` does) or mesa-vulkan-drivers + libvulkan1 (lavapipe), "
+        "or set $BOKEH_VULKAN_ICD"
+    )
 
 
 @dataclass
@@ -138,8 +152,16 @@ def _worker(model: str, inputs_npz: str, outputs_npz: str) -> None:
             outs[f"{i}/{name}"] = buf.read(int(np.prod(shape)), np.float32).reshape(shape)
         run_s.append(time.perf_counter() - t0)  # with the read: a run is asynchronous until then
     np.savez(outputs_npz, **outs)
-    print(json.dumps({"fully_accelerated": bool(cm.is_fully_accelerated()), "compile_s": compile_s,
-                      "run_s": run_s, "outputs": names["outputs"]}))
+    print(
+        json.dumps(
+            {
+                "fully_accelerated": bool(cm.is_fully_accelerated()),
+                "compile_s": compile_s,
+                "run_s": run_s,
+                "outputs": names["outputs"],
+            }
+        )
+    )
 
 
 def run_on_gpu(model: str | Path, samples: list[dict[str, np.ndarray]], device: VulkanDevice) -> GpuRun:
@@ -160,22 +182,35 @@ def run_on_gpu(model: str | Path, samples: list[dict[str, np.ndarray]], device: 
         log = p.stderr
         m = _ADAPTER.search(log)
         if m is None:  # Dawn found no adapter: the accelerator could run nothing
-            raise GpuUnavailable(f"Dawn selected no GPU adapter on {device.source} ({device.icd}); "
-                                 "is its Vulkan loader (libvulkan.so.1) installed?")
+            raise GpuUnavailable(
+                f"Dawn selected no GPU adapter on {device.source} ({device.icd}); "
+                "is its Vulkan loader (libvulkan.so.1) installed?"
+            )
         if p.returncode != 0 or not dst.is_file():
             lines = log.strip().splitlines()
             # The accelerator lists the ops it cannot take ("ARG_MAX: Tensor type(INT64) is not
             # supported"); those lines are the useful ones, else the end of the log.
             at = next((i for i, x in enumerate(lines) if "not supported by GPU delegate" in x), None)
-            shown = lines[at:at + 6] if at is not None else lines[-8:]
-            raise GateError("gpu-run", f"the GPU accelerator could not compile or run it on {m['name']} "
-                            f"(exit {p.returncode})", "every op on the GPU, a finished run", "\n".join(shown))
+            shown = lines[at : at + 6] if at is not None else lines[-8:]
+            raise GateError(
+                "gpu-run",
+                f"the GPU accelerator could not compile or run it on {m['name']} (exit {p.returncode})",
+                "every op on the GPU, a finished run",
+                "\n".join(shown),
+            )
         report = json.loads(p.stdout.strip().splitlines()[-1])
         with np.load(dst) as data:
             outputs = [data[f"{i}/{report['outputs'][0]}"] for i in range(len(samples))]
-    return GpuRun(m["name"].strip(), m["backend"], (m["type"] or "").strip(), device.source,
-                  report["fully_accelerated"], round(report["compile_s"], 2),
-                  [round(t, 3) for t in report["run_s"]], outputs)
+    return GpuRun(
+        m["name"].strip(),
+        m["backend"],
+        (m["type"] or "").strip(),
+        device.source,
+        report["fully_accelerated"],
+        round(report["compile_s"], 2),
+        [round(t, 3) for t in report["run_s"]],
+        outputs,
+    )
 
 
 def check_gpu_run(variant: str, run: GpuRun, psnr_db: float) -> None:
@@ -183,7 +218,8 @@ def check_gpu_run(variant: str, run: GpuRun, psnr_db: float) -> None:
 
     if not run.fully_accelerated:
         raise GateError(
-            "gpu-run", f"{variant}: not fully accelerated on {run.device} ({run.backend})",
+            "gpu-run",
+            f"{variant}: not fully accelerated on {run.device} ({run.backend})",
             "every op on the GPU (CompiledModel.is_fully_accelerated())",
             "Some ops fell back to the CPU; on a phone that means a GPU→CPU copy per fallback. Replace the "
             "PyTorch op they come from with one the GPU backend supports.",
@@ -191,25 +227,40 @@ def check_gpu_run(variant: str, run: GpuRun, psnr_db: float) -> None:
     need = GPU_RUN_MIN_PSNR_DB[variant]
     if not psnr_db >= need:  # also catches NaN
         raise GateError(
-            "gpu-run", f"{variant}: GPU vs CPU interpreter PSNR = {psnr_db:.2f} dB on {run.device}", f">= {need:g} dB",
+            "gpu-run",
+            f"{variant}: GPU vs CPU interpreter PSNR = {psnr_db:.2f} dB on {run.device}",
+            f">= {need:g} dB",
             "The GPU kernels do not compute what the CPU interpreter computes.",
         )
 
 
-def gpu_run_entry(run: GpuRun | None, psnr_db: float | None = None, max_abs: float | None = None,
-                  skipped: str = "") -> dict:
+def gpu_run_entry(
+    run: GpuRun | None, psnr_db: float | None = None, max_abs: float | None = None, skipped: str = ""
+) -> dict:
     """The manifest's record of the run (or of why there was none)."""
     from ai_edge_litert import __version__ as litert_version
 
     if run is None:
         return {"status": "skipped", "reason": skipped, "accelerator": ACCELERATOR}
     entry = {k: v for k, v in asdict(run).items() if k not in ("outputs",)}
-    return {"status": "passed", "accelerator": ACCELERATOR, "litert": litert_version, **entry,
-            "psnr_db_vs_cpu": round(min(psnr_db, PSNR_CAP_DB), 2), "max_abs_diff_vs_cpu": float(max_abs)}
+    return {
+        "status": "passed",
+        "accelerator": ACCELERATOR,
+        "litert": litert_version,
+        **entry,
+        "psnr_db_vs_cpu": round(min(psnr_db, PSNR_CAP_DB), 2),
+        "max_abs_diff_vs_cpu": float(max_abs),
+    }
 
 
-def gate_tflite(path: str | Path, variant: str, samples: list[tuple[np.ndarray, ...]], device: VulkanDevice,
-                cpu_outputs: list[np.ndarray] | None = None, num_threads: int = 2) -> dict:
+def gate_tflite(
+    path: str | Path,
+    variant: str,
+    samples: list[tuple[np.ndarray, ...]],
+    device: VulkanDevice,
+    cpu_outputs: list[np.ndarray] | None = None,
+    num_threads: int = 2,
+) -> dict:
     """The whole gate on one file: the GPU accelerator on ``samples`` (NCHW ``(image, depth, lens)``
     tuples) against the CPU interpreter's NCHW ``cpu_outputs`` (computed here when not given),
     checked; returns the manifest's ``gpu_run`` entry. Raises GateError or GpuUnavailable."""
@@ -228,9 +279,11 @@ def gate_tflite(path: str | Path, variant: str, samples: list[tuple[np.ndarray, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m export.gpu_run",
-                                description="The export's GPU-run gate, by hand: run .tflite files on LiteRT's GPU "
-                                            "accelerator and compare them with the CPU interpreter.")
+    p = argparse.ArgumentParser(
+        prog="python -m export.gpu_run",
+        description="The export's GPU-run gate, by hand: run .tflite files on LiteRT's GPU "
+        "accelerator and compare them with the CPU interpreter.",
+    )
     p.add_argument("model", nargs="+", help=".tflite file(s); the precision is read from the manifest beside them")
     p.add_argument("--data", help="a split folder (original/, depth/) with the parity samples, e.g. data/phone/val")
     p.add_argument("--samples", type=int, default=2, help="how many samples (default 2)")

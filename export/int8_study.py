@@ -52,9 +52,11 @@ def _variants(saved_model: Path, rep) -> dict[str, bytes]:
 
     from export.tflite import convert_tflite, order_inputs
 
-    files = {"fp16": convert_tflite(saved_model, "fp16"),
-             "int8 (export: RSQRT float)": convert_tflite(saved_model, "int8", rep),
-             "int8, every op integer": convert_tflite(saved_model, "int8", rep, float_ops=())}
+    files = {
+        "fp16": convert_tflite(saved_model, "fp16"),
+        "int8 (export: RSQRT float)": convert_tflite(saved_model, "int8", rep),
+        "int8, every op integer": convert_tflite(saved_model, "int8", rep, float_ops=()),
+    }
     conv = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     conv.optimizations = [tf.lite.Optimize.DEFAULT]  # no representative data: weights only
     files["int8 weights only (dynamic range)"] = order_inputs(conv.convert())
@@ -78,8 +80,10 @@ def _op_probe() -> list[tuple[str, int]]:
     rng = np.random.default_rng(0)
     out = []
     for name, f in probes.items():
-        fn = tf.function(lambda x, f=f: f(tf.nn.conv2d(x, tf.ones([1, 1, 8, 8]) * 0.1, 1, "SAME")),
-                         input_signature=[tf.TensorSpec(shape, tf.float32)])
+        fn = tf.function(
+            lambda x, f=f: f(tf.nn.conv2d(x, tf.ones([1, 1, 8, 8]) * 0.1, 1, "SAME")),
+            input_signature=[tf.TensorSpec(shape, tf.float32)],
+        )
         conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = lambda: ([rng.random(shape, dtype=np.float32)] for _ in range(4))
@@ -108,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     from training.checkpoint import load_generator
 
     if not (args.saved_model / "saved_model.pb").is_file():
-        print(f"export.int8_study: error: {args.saved_model}: no saved_model.pb "
-              "(make one with python -m export ... --keep-saved-model)", file=sys.stderr)
+        print(
+            f"export.int8_study: error: {args.saved_model}: no saved_model.pb "
+            "(make one with python -m export ... --keep-saved-model)",
+            file=sys.stderr,
+        )
         return 2
     gen = load_generator(args.checkpoint).generator.eval()
     lens = bool(getattr(gen, "lens_input", False))
@@ -117,8 +124,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import tensorflow as tf
 
-        size = tuple(int(x) for x in tf.saved_model.load(str(args.saved_model)).signatures["serving_default"]
-                     .structured_input_signature[1]["image"].shape[1:3])
+        size = tuple(
+            int(x)
+            for x in tf.saved_model.load(str(args.saved_model))
+            .signatures["serving_default"]
+            .structured_input_signature[1]["image"]
+            .shape[1:3]
+        )
         calib = load_samples(args.calib_data, size, pick_ids(list_sample_ids(args.calib_data), args.calib_samples))
         parity = load_samples(args.parity_data, size, pick_ids(list_sample_ids(args.parity_data), args.parity_samples))
         with torch.inference_mode():
@@ -130,8 +142,12 @@ def main(argv: list[str] | None = None) -> int:
             path.write_bytes(content)
             runners[name] = r = TFLiteRunner(path, args.threads, layout="NHWC")
             outs = [r(*s.args()) for s in parity]
-            rows[name] = {"size": len(content) / 1e6, "psnr": min(psnr(o, ref) for o, ref in zip(outs, refs)),
-                          "parts": xnnpack_partitions(content), "times": []}
+            rows[name] = {
+                "size": len(content) / 1e6,
+                "psnr": min(psnr(o, ref) for o, ref in zip(outs, refs)),
+                "parts": xnnpack_partitions(content),
+                "times": [],
+            }
         prepared = {n: r.prepare(r.inputs(*parity[0].args())) for n, r in runners.items()}
         for n, r in runners.items():  # warm-up
             r.invoke(prepared[n])
@@ -141,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
                 r.invoke(prepared[n])
                 rows[n]["times"].append(time.perf_counter() - t0)
         base = float(np.median(rows["fp16"]["times"]))
-        print(f"{size[0]}x{size[1]}, {args.threads} threads, median of {args.runs} interleaved runs "
-              "(target: int8 ≤ 0.6× fp16 latency, ≤ 1.5 MB, ≥ 32 dB)\n")
+        print(
+            f"{size[0]}x{size[1]}, {args.threads} threads, median of {args.runs} interleaved runs "
+            "(target: int8 ≤ 0.6× fp16 latency, ≤ 1.5 MB, ≥ 32 dB)\n"
+        )
         print("| file | size (MB) | PSNR vs PyTorch (dB) | XNNPACK partitions | latency (s) | ÷ fp16 |")
         print("|---|---:|---:|---:|---:|---:|")
         for n, row in rows.items():

@@ -50,8 +50,15 @@ PRECISIONS = ("fp32", "fp16", "int8")
 INPUT_ORDER = ("image", "depth", "lens")  # the manifest's order
 SIGNATURE_KEY = "serving_default"
 
-__all__ = ["VENV", "LiteRTTorchUnavailable", "nafnet_arch", "convert_with_litert_torch",
-           "convert_all_with_litert_torch", "litert_torch_python", "tidy_flatbuffer"]
+__all__ = [
+    "VENV",
+    "LiteRTTorchUnavailable",
+    "nafnet_arch",
+    "convert_with_litert_torch",
+    "convert_all_with_litert_torch",
+    "litert_torch_python",
+    "tidy_flatbuffer",
+]
 
 
 class LiteRTTorchUnavailable(FileNotFoundError):
@@ -66,7 +73,8 @@ def litert_torch_python(venv: str | Path | None = None) -> Path:
         raise LiteRTTorchUnavailable(
             f"the litert-torch converter needs its own environment, {venv} (it needs numpy >= 2, which "
             "TensorFlow 2.15 in .venv cannot take): run `make venv-litert-torch` (pinned in "
-            "requirements-litert-torch.txt), then export again")
+            "requirements-litert-torch.txt), then export again"
+        )
     return python
 
 
@@ -75,8 +83,10 @@ def nafnet_arch(generator) -> dict[str, Any]:
     from training.model import NAFNet
 
     if not isinstance(generator, NAFNet):
-        raise ValueError(f"the litert-torch converter rebuilds a NAFNet from its weights in its own "
-                         f"environment; got a {type(generator).__name__}")
+        raise ValueError(
+            f"the litert-torch converter rebuilds a NAFNet from its weights in its own "
+            f"environment; got a {type(generator).__name__}"
+        )
     img = generator.ending.out_channels
     return {
         "width": generator.intro.out_channels,
@@ -90,9 +100,15 @@ def nafnet_arch(generator) -> dict[str, Any]:
     }
 
 
-def convert_all_with_litert_torch(generator, size: tuple[int, int], precisions: Sequence[str], work_dir: str | Path,
-                                  calib: Sequence[Any] = (), per_channel: bool = False,
-                                  timeout_s: float | None = None) -> dict[str, bytes]:
+def convert_all_with_litert_torch(
+    generator,
+    size: tuple[int, int],
+    precisions: Sequence[str],
+    work_dir: str | Path,
+    calib: Sequence[Any] = (),
+    per_channel: bool = False,
+    timeout_s: float | None = None,
+) -> dict[str, bytes]:
     """TFLite files of ``generator`` at ``size`` = (H, W) for each of ``precisions``, in one child
     process (one trace; fp16 and int8 are quantised from the fp32 file). ``calib``: the
     ``export.samples.Sample`` list int8 is calibrated on. Scratch files go to a folder in
@@ -117,8 +133,19 @@ def convert_all_with_litert_torch(generator, size: tuple[int, int], precisions: 
     try:
         gen_file, calib_file, log = work / "generator.pt", work / "calib.npz", work / "litert_torch.log"
         torch.save({"arch": nafnet_arch(generator), "state_dict": generator.state_dict()}, gen_file)
-        cmd = [str(python), "-m", "export.litert_torch", "--generator", str(gen_file), "--out", str(work),
-               "--size", f"{size[0]}x{size[1]}", "--precisions", ",".join(precisions)]
+        cmd = [
+            str(python),
+            "-m",
+            "export.litert_torch",
+            "--generator",
+            str(gen_file),
+            "--out",
+            str(work),
+            "--size",
+            f"{size[0]}x{size[1]}",
+            "--precisions",
+            ",".join(precisions),
+        ]
         if "int8" in precisions:
             np.savez(calib_file, **{f"{k}_{i}": a for i, s in enumerate(calib) for k, a in zip(INPUT_ORDER, s.args())})
             cmd += ["--calib", str(calib_file)] + (["--per-channel"] if per_channel else [])
@@ -168,11 +195,19 @@ def tidy_flatbuffer(content: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def convert_with_litert_torch(generator, size: tuple[int, int], precision: str, work_dir: str | Path,
-                              calib: Sequence[Any] = (), per_channel: bool = False,
-                              timeout_s: float | None = None) -> bytes:
+def convert_with_litert_torch(
+    generator,
+    size: tuple[int, int],
+    precision: str,
+    work_dir: str | Path,
+    calib: Sequence[Any] = (),
+    per_channel: bool = False,
+    timeout_s: float | None = None,
+) -> bytes:
     """One precision of ``convert_all_with_litert_torch``: the TFLite file's bytes."""
-    return convert_all_with_litert_torch(generator, size, (precision,), work_dir, calib, per_channel, timeout_s)[precision]
+    return convert_all_with_litert_torch(generator, size, (precision,), work_dir, calib, per_channel, timeout_s)[
+        precision
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,11 +249,18 @@ def _check_interface(content: bytes, names: tuple[str, ...]) -> None:
 def _fp16(fp32: bytes) -> bytes:
     from ai_edge_quantizer import quantizer
 
-    rp = [{
-        "regex": ".*", "operation": "*", "algorithm_key": "float_casting",
-        "op_config": {"weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
-                      "compute_precision": "FLOAT", "explicit_dequantize": True},
-    }]
+    rp = [
+        {
+            "regex": ".*",
+            "operation": "*",
+            "algorithm_key": "float_casting",
+            "op_config": {
+                "weight_tensor_config": {"num_bits": 16, "dtype": "FLOAT"},
+                "compute_precision": "FLOAT",
+                "explicit_dequantize": True,
+            },
+        }
+    ]
     qt = quantizer.Quantizer(bytearray(fp32), rp)
     return bytes(qt.quantize(enable_progress_report=False).quantized_model)
 
@@ -228,17 +270,25 @@ def _int8(fp32: bytes, calib: list[dict], per_channel: bool) -> bytes:
 
     qt = quantizer.Quantizer(bytearray(fp32))
     qt.add_static_config(
-        regex=".*", operation_name=qtyping.TFLOperationName.ALL_SUPPORTED, activation_num_bits=8, weight_num_bits=8,
+        regex=".*",
+        operation_name=qtyping.TFLOperationName.ALL_SUPPORTED,
+        activation_num_bits=8,
+        weight_num_bits=8,
         weight_granularity=qtyping.QuantGranularity.CHANNELWISE if per_channel else qtyping.QuantGranularity.TENSORWISE,
     )
     # Float32 graph inputs and output, one QUANTIZE per input and a DEQUANTIZE at the end: the
     # interface of every other variant (export/tflite.py). Without this the inputs become int8.
     for io in (qtyping.TFLOperationName.INPUT, qtyping.TFLOperationName.OUTPUT):
-        qt.update_quantization_recipe(regex=".*", operation_name=io, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE)
+        qt.update_quantization_recipe(
+            regex=".*", operation_name=io, algorithm_key=algorithm_manager.AlgorithmName.NO_QUANTIZE
+        )
     # The profiler mode keeps min/max per tensor only; the default keeps every intermediate tensor
     # of every sample (GiBs at 1024x1536).
-    ranges = qt.calibrate({SIGNATURE_KEY: calib}, num_threads=min(2, os.cpu_count() or 1),
-                          mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED)
+    ranges = qt.calibrate(
+        {SIGNATURE_KEY: calib},
+        num_threads=min(2, os.cpu_count() or 1),
+        mode=calibrator.CalibrationMode.CALIBRATION_PROFILER_BASED,
+    )
     missing = sorted(k for k, v in ranges.items() if not v)
     if missing:
         raise RuntimeError(f"int8 calibration recorded no range for {len(missing)} tensor(s), e.g. {missing[:3]}")
@@ -274,8 +324,11 @@ def _worker(argv: list[str] | None = None) -> int:
     generator.load_state_dict(saved["state_dict"])
     names = INPUT_ORDER if generator.lens_input else INPUT_ORDER[:2]
     model = _channels_last(inference_form(generator.eval()))
-    sample = {"image": torch.rand(1, h, w, 3), "depth": torch.rand(1, h, w, 1),
-              "lens": torch.tensor([0.7, 30.0, 0.1]).view(1, 1, 1, 3)}
+    sample = {
+        "image": torch.rand(1, h, w, 3),
+        "depth": torch.rand(1, h, w, 1),
+        "lens": torch.tensor([0.7, 30.0, 0.1]).view(1, 1, 1, 3),
+    }
     with torch.no_grad():
         fp32 = litert_torch.convert(model, sample_kwargs={n: sample[n] for n in names}).model_content()
     files = {"fp32": fp32}
@@ -284,8 +337,10 @@ def _worker(argv: list[str] | None = None) -> int:
         files["fp16"] = _fp16(fp32)
     if "int8" in precisions:
         data = np.load(args.calib)
-        calib = [{n: np.ascontiguousarray(data[f"{n}_{i}"].transpose(0, 2, 3, 1)) for n in names}
-                 for i in range(sum(k.startswith("image_") for k in data.files))]
+        calib = [
+            {n: np.ascontiguousarray(data[f"{n}_{i}"].transpose(0, 2, 3, 1)) for n in names}
+            for i in range(sum(k.startswith("image_") for k in data.files))
+        ]
         files["int8"] = _int8(fp32, calib, args.per_channel)
     for precision in precisions:
         _check_interface(files[precision], names)

@@ -15,8 +15,16 @@ from typing import Any
 
 from common.io import atomic_write_text
 
-__all__ = ["MANIFEST_NAME", "FORMAT_VERSION", "io_spec", "variant_entry", "build_manifest", "write_manifest",
-           "read_manifest", "validate_manifest"]
+__all__ = [
+    "MANIFEST_NAME",
+    "FORMAT_VERSION",
+    "io_spec",
+    "variant_entry",
+    "build_manifest",
+    "write_manifest",
+    "read_manifest",
+    "validate_manifest",
+]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT_VERSION = 1
@@ -24,8 +32,18 @@ PSNR_CAP_DB = 999.0  # identical outputs have infinite PSNR, which JSON cannot h
 
 TOP_KEYS = {"format_version", "name", "created", "source", "inputs", "outputs", "converter", "variants", "onnx"}
 SOURCE_KEYS = {"checkpoint", "checkpoint_sha256", "arch", "training_config"}
-VARIANT_KEYS = {"file", "size_bytes", "sha256", "precision", "parity", "gpu_compatible", "flex_ops",
-                "max_tensor_rank", "op_census", "gpu_run"}
+VARIANT_KEYS = {
+    "file",
+    "size_bytes",
+    "sha256",
+    "precision",
+    "parity",
+    "gpu_compatible",
+    "flex_ops",
+    "max_tensor_rank",
+    "op_census",
+    "gpu_run",
+}
 ONNX_KEYS = {"file", "sha256", "max_abs_diff_vs_pytorch"}
 
 
@@ -37,20 +55,26 @@ def _shape(channels: int, size: tuple[int, int], layout: str) -> list[int]:
 def lens_spec(layout: str, default: tuple[float, float, float]) -> dict:
     """The ``lens`` input of a lens-conditioned model: its three values, their units and a default."""
     return {
-        "name": "lens", "shape": [1, 1, 1, 3] if layout == "NHWC" else [1, 3, 1, 1], "layout": layout,
-        "dtype": "float32", "values": ["d_f", "K", "dof"],
-        "units": {"d_f": "focal disparity, in the depth input's units: [0, 1], 1 = near",
-                  "K": "blur radius in pixels of this model's input, per unit of disparity; radius = "
-                       "K * max(|depth - d_f| - dof, 0) (BokehMe eq. 1 when dof = 0); 0 = no blur",
-                  "dof": "half-width of the sharp band around d_f, in disparity, [0, 0.5]"},
+        "name": "lens",
+        "shape": [1, 1, 1, 3] if layout == "NHWC" else [1, 3, 1, 1],
+        "layout": layout,
+        "dtype": "float32",
+        "values": ["d_f", "K", "dof"],
+        "units": {
+            "d_f": "focal disparity, in the depth input's units: [0, 1], 1 = near",
+            "K": "blur radius in pixels of this model's input, per unit of disparity; radius = "
+            "K * max(|depth - d_f| - dof, 0) (BokehMe eq. 1 when dof = 0); 0 = no blur",
+            "dof": "half-width of the sharp band around d_f, in disparity, [0, 0.5]",
+        },
         "default": [round(float(v), 4) for v in default],
         "auto_focus": "training.renderers.lens.auto_focus(depth): d_f = 90th percentile of disparity, dof = 0.1, "
-                      "K = 0.0163 * width / (d_f - 2nd percentile - dof); tap-to-focus sets d_f to the depth there",
+        "K = 0.0163 * width / (d_f - 2nd percentile - dof); tap-to-focus sets d_f to the depth there",
     }
 
 
-def io_spec(size: tuple[int, int], layout: str,
-            lens_default: tuple[float, float, float] | None = None) -> tuple[list[dict], list[dict]]:
+def io_spec(
+    size: tuple[int, int], layout: str, lens_default: tuple[float, float, float] | None = None
+) -> tuple[list[dict], list[dict]]:
     """The ``inputs`` and ``outputs`` entries for a model of ``size`` = (H, W) in ``layout``; with
     ``lens_default`` the model has the lens input too."""
     common = {"layout": layout, "dtype": "float32", "range": [0, 1]}
@@ -64,9 +88,19 @@ def io_spec(size: tuple[int, int], layout: str,
     return inputs, outputs
 
 
-def variant_entry(file: str, size_bytes: int, sha256: str, precision: str, psnr_db: float, max_abs_diff: float,
-                  gpu_compatible: bool, flex_ops: list[str], max_tensor_rank: int, op_census: dict[str, int],
-                  gpu_run: dict) -> dict:
+def variant_entry(
+    file: str,
+    size_bytes: int,
+    sha256: str,
+    precision: str,
+    psnr_db: float,
+    max_abs_diff: float,
+    gpu_compatible: bool,
+    flex_ops: list[str],
+    max_tensor_rank: int,
+    op_census: dict[str, int],
+    gpu_run: dict,
+) -> dict:
     """One file's entry. ``gpu_compatible`` is TensorFlow's static analyzer; ``gpu_run`` is the run on
     LiteRT's GPU accelerator (export.gpu_run): device, backend, parity with the CPU, or why skipped."""
     return {
@@ -83,16 +117,25 @@ def variant_entry(file: str, size_bytes: int, sha256: str, precision: str, psnr_
     }
 
 
-def build_manifest(name: str, source: dict[str, Any], size: tuple[int, int], layout: str, converter: str,
-                   variants: dict[str, dict], onnx: dict[str, Any],
-                   lens_default: tuple[float, float, float] | None = None) -> dict[str, Any]:
+def build_manifest(
+    name: str,
+    source: dict[str, Any],
+    size: tuple[int, int],
+    layout: str,
+    converter: str,
+    variants: dict[str, dict],
+    onnx: dict[str, Any],
+    lens_default: tuple[float, float, float] | None = None,
+) -> dict[str, Any]:
     inputs, outputs = io_spec(size, layout, lens_default)
     return {
         "format_version": FORMAT_VERSION,
         "name": name,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "source": {k: source.get(k, {} if k in ("arch", "training_config") else "") for k in
-                   ("checkpoint", "checkpoint_sha256", "arch", "training_config")},
+        "source": {
+            k: source.get(k, {} if k in ("arch", "training_config") else "")
+            for k in ("checkpoint", "checkpoint_sha256", "arch", "training_config")
+        },
         "inputs": inputs,
         "outputs": outputs,
         "converter": converter,
@@ -103,6 +146,7 @@ def build_manifest(name: str, source: dict[str, Any], size: tuple[int, int], lay
 
 def validate_manifest(m: dict[str, Any]) -> None:
     """Raise ValueError unless ``m`` has exactly the keys of format_version 1."""
+
     def same(keys: set[str], obj: dict, where: str) -> None:
         if set(obj) != keys:
             raise ValueError(f"manifest {where}: keys {sorted(obj)} != {sorted(keys)}")
@@ -122,7 +166,9 @@ def validate_manifest(m: dict[str, Any]) -> None:
         lens = m["inputs"][-1]
         d = lens.get("default", [])
         if len(d) != 3 or not 0 <= d[0] <= 1 or d[1] < 0 or not 0 <= d[2] <= 0.5:
-            raise ValueError(f"manifest: the lens input needs a default [d_f in [0, 1], K >= 0, dof in [0, 0.5]], got {d}")
+            raise ValueError(
+                f"manifest: the lens input needs a default [d_f in [0, 1], K >= 0, dof in [0, 0.5]], got {d}"
+            )
 
 
 def _json_default(obj: Any) -> Any:

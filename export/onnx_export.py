@@ -20,8 +20,16 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["INPUT_NAMES", "LENS_INPUT_NAMES", "OUTPUT_NAME", "OPSET", "input_names", "export_onnx", "simplify_onnx",
-           "onnx_max_abs_diff"]
+__all__ = [
+    "INPUT_NAMES",
+    "LENS_INPUT_NAMES",
+    "OUTPUT_NAME",
+    "OPSET",
+    "input_names",
+    "export_onnx",
+    "simplify_onnx",
+    "onnx_max_abs_diff",
+]
 
 INPUT_NAMES = ("image", "depth")
 LENS_INPUT_NAMES = ("image", "depth", "lens")
@@ -89,8 +97,9 @@ def simplify_onnx(src: str | Path, dst: str | Path) -> None:
         raise RuntimeError(f"onnxsim failed on {src}: " + " | ".join(tail))
 
 
-def onnx_max_abs_diff(onnx_path: str | Path, inputs: list[tuple[np.ndarray, ...]],
-                      references: list[np.ndarray], num_threads: int = 2) -> float:
+def onnx_max_abs_diff(
+    onnx_path: str | Path, inputs: list[tuple[np.ndarray, ...]], references: list[np.ndarray], num_threads: int = 2
+) -> float:
     """Largest |ONNX Runtime - PyTorch| over the samples ((image, depth, lens) NCHW arrays)."""
     from export.runtime import load_runner
 

@@ -52,17 +52,26 @@ class ExportResult:
     seconds: dict[str, float] = field(default_factory=dict)  # wall time per stage
 
 
-def _select_samples(calib_dir: Path | None, calib_n: int, parity_dir: Path | None, parity_n: int,
-                    size: tuple[int, int], need_calib: bool) -> tuple[list[Sample], list[Sample]]:
+def _select_samples(
+    calib_dir: Path | None,
+    calib_n: int,
+    parity_dir: Path | None,
+    parity_n: int,
+    size: tuple[int, int],
+    need_calib: bool,
+) -> tuple[list[Sample], list[Sample]]:
     """Calibration and parity samples. From one folder, the parity samples avoid the calibration
     ones when there are enough, so the int8 gate is measured on images it was not calibrated on."""
     parity_dir = parity_dir or calib_dir
     if parity_dir is None:
-        raise ValueError("the parity gates need real dataset samples: pass --parity-data DIR or --calib-data DIR "
-                         "(a split folder with original/ and depth/)")
+        raise ValueError(
+            "the parity gates need real dataset samples: pass --parity-data DIR or --calib-data DIR "
+            "(a split folder with original/ and depth/)"
+        )
     if need_calib and calib_dir is None:
-        raise ValueError("int8 needs --calib-data DIR: it is calibrated on real samples (RGB and depth), "
-                         "not on random noise")
+        raise ValueError(
+            "int8 needs --calib-data DIR: it is calibrated on real samples (RGB and depth), not on random noise"
+        )
     calib_ids: list[str] = []
     if need_calib:
         calib_ids = pick_ids(list_sample_ids(calib_dir), calib_n)
@@ -100,7 +109,7 @@ def _remove_stale_work(out_dir: Path) -> list[Path]:
     export leaves 13-35 MB behind), never those of an export still running. Returns what went."""
     gone = []
     for p in out_dir.parent.glob(f".{out_dir.name}.tmp-*"):
-        pid = p.name[len(f".{out_dir.name}.tmp-"):].split("-", 1)[0]
+        pid = p.name[len(f".{out_dir.name}.tmp-") :].split("-", 1)[0]
         if p.is_dir() and pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(p, ignore_errors=True)
             gone.append(p)
@@ -153,10 +162,13 @@ def export_model(
     """
     out_dir = Path(out_dir)
     name = name or out_dir.name
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file())):
+    if out_dir.exists() and (
+        not out_dir.is_dir() or (any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).is_file())
+    ):
         # Only an earlier export (a folder with a manifest) is replaced, never an arbitrary folder.
-        raise ValueError(f"--out {out_dir}: exists and is not an exported model (no {MANIFEST_NAME}); "
-                         "choose a new folder")
+        raise ValueError(
+            f"--out {out_dir}: exists and is not an exported model (no {MANIFEST_NAME}); choose a new folder"
+        )
     if converter == "litert-torch":
         litert_torch_python()  # its environment is missing: say so now, naming `make venv-litert-torch`
     unknown = [p for p in precisions if p not in PRECISIONS]
@@ -167,9 +179,14 @@ def export_model(
     vulkan, no_vulkan = find_vulkan() if gpu_run != "off" else (None, "not asked for (--gpu-run off)")
     if vulkan is None and gpu_run == "require":
         raise ValueError(f"--gpu-run require: {no_vulkan}")
-    calib, parity = _select_samples(Path(calib_dir) if calib_dir else None, calib_samples,
-                                    Path(parity_dir) if parity_dir else None, parity_samples, size,
-                                    need_calib="int8" in precisions)
+    calib, parity = _select_samples(
+        Path(calib_dir) if calib_dir else None,
+        calib_samples,
+        Path(parity_dir) if parity_dir else None,
+        parity_samples,
+        size,
+        need_calib="int8" in precisions,
+    )
     generator = generator.eval()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     _remove_stale_work(out_dir)
@@ -192,8 +209,9 @@ def export_model(
         lens_input = bool(getattr(generator, "lens_input", False))
         with torch.inference_mode():
             # a depth-only generator (the paper's, or any image + depth module) takes two inputs
-            refs = [generator(*(torch.from_numpy(a) for a in s.args()[: 3 if lens_input else 2])).numpy()
-                    for s in parity]
+            refs = [
+                generator(*(torch.from_numpy(a) for a in s.args()[: 3 if lens_input else 2])).numpy() for s in parity
+            ]
         inputs = [s.args() for s in parity]
         seconds["pytorch_reference"] = round(time.perf_counter() - t0, 1)
 
@@ -214,8 +232,9 @@ def export_model(
         if direct:
             bar.set_postfix_str("TFLite (litert-torch)")
             with tool_log(log, "PyTorch → TFLite (litert-torch)"):
-                converted = convert_all_with_litert_torch(generator, size, precisions, work, calib,
-                                                          per_channel=int8_per_channel)
+                converted = convert_all_with_litert_torch(
+                    generator, size, precisions, work, calib, per_channel=int8_per_channel
+                )
             layout = "NHWC"
             done("litert_torch", t0)
         else:
@@ -256,19 +275,40 @@ def export_model(
                     vulkan, no_vulkan = None, str(e)
                     gpu = gpu_run_entry(None, skipped=no_vulkan)
             variants[precision] = variant_entry(
-                FILE_NAMES[precision], len(content), file_sha256(path), precision, psnr_db, max_abs,
-                insp.gpu_compatible, insp.flex_ops, insp.max_tensor_rank, insp.op_census, gpu,
+                FILE_NAMES[precision],
+                len(content),
+                file_sha256(path),
+                precision,
+                psnr_db,
+                max_abs,
+                insp.gpu_compatible,
+                insp.flex_ops,
+                insp.max_tensor_rank,
+                insp.op_census,
+                gpu,
             )
             done(precision, t0)
 
         # 5. The generator's weights for fine-tuning (safe to load, unlike a pickle), the manifest,
         # then the atomic move into place.
         if source.get("arch"):  # a NAFNet from load_generator; an arbitrary module has no arch to record
-            save_generator_safetensors(work / SAFETENSORS_NAME, generator, source["arch"], source.get("training_config"),
-                                       source={"checkpoint": source.get("checkpoint", ""),
-                                               "checkpoint_sha256": source.get("checkpoint_sha256", "")})
+            save_generator_safetensors(
+                work / SAFETENSORS_NAME,
+                generator,
+                source["arch"],
+                source.get("training_config"),
+                source={
+                    "checkpoint": source.get("checkpoint", ""),
+                    "checkpoint_sha256": source.get("checkpoint_sha256", ""),
+                },
+            )
         manifest = build_manifest(
-            name, source, size, layout, converter, variants,
+            name,
+            source,
+            size,
+            layout,
+            converter,
+            variants,
             {"file": ONNX_NAME, "sha256": file_sha256(work / ONNX_NAME), "max_abs_diff_vs_pytorch": onnx_diff},
             lens_default=default_lens(size) if lens_input else None,
         )

@@ -57,15 +57,19 @@ class Runner:
         named = {"image": image, "depth": depth}
         if self.lens_input:
             if lens is None:
-                raise ValueError(f"{self.name}: this model takes a lens input (d_f, K, dof); pass lens, e.g. "
-                                 "auto_focus(depth) from training.renderers.lens or the manifest's default")
+                raise ValueError(
+                    f"{self.name}: this model takes a lens input (d_f, K, dof); pass lens, e.g. "
+                    "auto_focus(depth) from training.renderers.lens or the manifest's default"
+                )
             lens = np.asarray(lens, np.float32)
             if lens.size != 3:
                 raise ValueError(f"{self.name}: lens must hold 3 values (d_f, K, dof), got shape {lens.shape}")
             lens = lens.reshape(1, 3, 1, 1)
             d_f, k, dof = lens.ravel().tolist()
             if not np.isfinite(lens).all() or not 0.0 <= d_f <= 1.0 or k < 0 or not 0.0 <= dof <= 0.5:
-                raise ValueError(f"{self.name}: lens must be (d_f in [0, 1], K >= 0, dof in [0, 0.5]), got {[d_f, k, dof]}")
+                raise ValueError(
+                    f"{self.name}: lens must be (d_f in [0, 1], K >= 0, dof in [0, 0.5]), got {[d_f, k, dof]}"
+                )
             named["lens"] = lens
         return named
 
@@ -85,10 +89,14 @@ class Runner:
         if image.ndim != 4 or image.shape[:2] != (1, 3):
             raise ValueError(f"{self.name}: image must be (1, 3, H, W), got {image.shape}")
         if depth.shape != (1, 1, *image.shape[2:]):
-            raise ValueError(f"{self.name}: depth must be (1, 1, {image.shape[2]}, {image.shape[3]}), got {depth.shape}")
+            raise ValueError(
+                f"{self.name}: depth must be (1, 1, {image.shape[2]}, {image.shape[3]}), got {depth.shape}"
+            )
         if self.input_size is not None and tuple(image.shape[2:]) != tuple(self.input_size):
             h, w = self.input_size
-            raise ValueError(f"{self.name}: this model was exported for {h}x{w} inputs, got {image.shape[2]}x{image.shape[3]}")
+            raise ValueError(
+                f"{self.name}: this model was exported for {h}x{w} inputs, got {image.shape[2]}x{image.shape[3]}"
+            )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.precision}, {self.input_size}, {self.backend})"
@@ -151,8 +159,9 @@ class TFLiteRunner(Runner):
 
 
 class OnnxRunner(Runner):
-    def __init__(self, path: str | Path, num_threads: int = 2, flush_denormals: bool = False,
-                 spin: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, num_threads: int = 2, flush_denormals: bool = False, spin: bool = True
+    ) -> None:
         import onnxruntime as ort
 
         path = Path(path)

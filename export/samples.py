@@ -80,10 +80,15 @@ def _cover_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     H, W = size
     scale = max(H / h, W / w)
     if (h, w) != (round(h * scale), round(w * scale)):
-        x = F.interpolate(x[None], size=(max(H, round(h * scale)), max(W, round(w * scale))), mode="bilinear",
-                          align_corners=False, antialias=True)[0]
+        x = F.interpolate(
+            x[None],
+            size=(max(H, round(h * scale)), max(W, round(w * scale))),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )[0]
     top, left = (x.shape[-2] - H) // 2, (x.shape[-1] - W) // 2
-    return x[:, top:top + H, left:left + W]
+    return x[:, top : top + H, left : left + W]
 
 
 def load_sample(split_dir: str | Path, sample_id: str, size: tuple[int, int]) -> Sample:

@@ -32,7 +32,17 @@ import numpy as np
 
 from export.samples import Sample
 
-__all__ = ["PRECISIONS", "DEFAULT_PRECISIONS", "INT8_FLOAT_OPS", "FILE_NAMES", "INPUT_ORDER", "convert_tflite", "order_inputs", "representative_dataset", "to_layout"]
+__all__ = [
+    "PRECISIONS",
+    "DEFAULT_PRECISIONS",
+    "INT8_FLOAT_OPS",
+    "FILE_NAMES",
+    "INPUT_ORDER",
+    "convert_tflite",
+    "order_inputs",
+    "representative_dataset",
+    "to_layout",
+]
 
 PRECISIONS = ("fp32", "fp16", "int8")
 # What `python -m export` makes unless --precisions says otherwise: all three. int8 earns its place
@@ -50,8 +60,9 @@ def to_layout(x: np.ndarray, layout: str) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if layout == "NHWC" else x
 
 
-def representative_dataset(samples: list[Sample], layout: str,
-                           lens_input: bool = False) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
+def representative_dataset(
+    samples: list[Sample], layout: str, lens_input: bool = False
+) -> Callable[[], Iterator[dict[str, np.ndarray]]]:
     """The calibration inputs for the int8 converter, keyed by signature input name. A lens model
     is calibrated with each sample's own lens, so the defocus planes span the range they will see."""
 
@@ -95,8 +106,10 @@ def convert_tflite(
         converter.target_spec.supported_ops = ops
         # Selective quantisation, TensorFlow's documented way (QuantizationDebugger's denylist).
         debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=representative,
-            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops)))
+            converter=converter,
+            debug_dataset=representative,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(denylisted_ops=list(float_ops)),
+        )
         return order_inputs(debugger.get_nondebug_quantized_model())
     converter.target_spec.supported_ops = ops
     return order_inputs(converter.convert())
@@ -123,7 +136,9 @@ def order_inputs(content: bytes) -> bytes:
 
     def rank(i: int) -> int:
         # tensor names are "serving_default_<input>:0"
-        return next((k for k, n in enumerate(INPUT_ORDER) if names[i].endswith(f"_{n}:0") or names[i] == n), len(INPUT_ORDER))
+        return next(
+            (k for k, n in enumerate(INPUT_ORDER) if names[i].endswith(f"_{n}:0") or names[i] == n), len(INPUT_ORDER)
+        )
 
     order = sorted(names, key=rank)
     if order == [int(i) for i in graph.inputs]:

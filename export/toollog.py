@@ -54,7 +54,9 @@ def tool_log(path: str | Path, step: str, tail_lines: int = 15) -> Iterator[None
 
         if isinstance(e, GateError):
             raise
-        raise ToolError(f"{step} failed: {type(e).__name__}: {e}\n  last lines of the tool log:\n{_tail(path, tail_lines)}") from e
+        raise ToolError(
+            f"{step} failed: {type(e).__name__}: {e}\n  last lines of the tool log:\n{_tail(path, tail_lines)}"
+        ) from e
     finally:
         os.close(saved[0])
         os.close(saved[1])

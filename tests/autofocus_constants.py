@@ -11,8 +11,11 @@ def python_auto_focus_constants() -> dict[str, float]:
 
     sig = inspect.signature(lens.LensParams.for_photo).parameters
     # auto_focus() is for_photo() with its defaults, and those defaults are the named constants.
-    assert (sig["focus_quantile"].default, sig["max_blur_fraction"].default, sig["dof"].default) == \
-        (lens.AUTO_FOCUS_QUANTILE, lens.AUTO_BLUR_FRACTION, lens.AUTO_DOF)
+    assert (sig["focus_quantile"].default, sig["max_blur_fraction"].default, sig["dof"].default) == (
+        lens.AUTO_FOCUS_QUANTILE,
+        lens.AUTO_BLUR_FRACTION,
+        lens.AUTO_DOF,
+    )
     assert "return LensParams.for_photo(disparity)" in inspect.getsource(lens.auto_focus)
     return {
         "focus_quantile": lens.AUTO_FOCUS_QUANTILE,

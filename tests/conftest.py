@@ -7,9 +7,19 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 # The stage configs as a user passes them to `python -m training`, and the CLI overrides for a
 # width-4 generator with one block a level: the training, run-folder, DDP and checkpoint tests share them.
-STAGE1, STAGE2, QUICK, LENS = (str(REPO / "training" / "configs" / f"{n}.yaml") for n in ("stage1", "stage2", "quick", "lens"))
-TINY_CLI = ["--model.width", "4", "--model.enc_blocks", "[1, 1, 1, 1]", "--model.dec_blocks", "[1, 1, 1, 1]",
-            "--model.middle_blocks", "1"]
+STAGE1, STAGE2, QUICK, LENS = (
+    str(REPO / "training" / "configs" / f"{n}.yaml") for n in ("stage1", "stage2", "quick", "lens")
+)
+TINY_CLI = [
+    "--model.width",
+    "4",
+    "--model.enc_blocks",
+    "[1, 1, 1, 1]",
+    "--model.dec_blocks",
+    "[1, 1, 1, 1]",
+    "--model.middle_blocks",
+    "1",
+]
 
 # Two cores on every machine: keep torch from oversubscribing them when tests run.
 torch.set_num_threads(min(2, os.cpu_count() or 1))

@@ -44,9 +44,14 @@ from common.paths import REPO
 from common.sizes import parse_size
 from export.gates import inspect_tflite
 
-__all__ = ["build_depth_fixture", "build_fixture", "export_tiny_generator", "run_tflite", "tflite_io_details",
-           "write_json_atomic"]
-
+__all__ = [
+    "build_depth_fixture",
+    "build_fixture",
+    "export_tiny_generator",
+    "run_tflite",
+    "tflite_io_details",
+    "write_json_atomic",
+]
 
 
 def _gaussian_kernel(size: int, sigma: float) -> np.ndarray:
@@ -108,8 +113,7 @@ def _build_keras_lens(height: int, width: int):
     for i, rad in enumerate(LENS_FIXTURE_RADII[1:]):
         sigma = rad / 2.0
         half = int(np.ceil(3 * sigma))
-        padded = tf.keras.layers.Lambda(
-            lambda t, h=half: tf.pad(t, [[0, 0], [h, h], [h, h], [0, 0]], "REFLECT"))(image)
+        padded = tf.keras.layers.Lambda(lambda t, h=half: tf.pad(t, [[0, 0], [h, h], [h, h], [0, 0]], "REFLECT"))(image)
         conv = tf.keras.layers.DepthwiseConv2D(2 * half + 1, padding="valid", use_bias=False, name=f"blur{i}")
         levels.append(conv(padded))
         conv.set_weights([np.repeat(_gaussian_kernel(2 * half + 1, sigma)[:, :, None, None], 3, axis=2)])
@@ -149,7 +153,7 @@ def tflite_io_details(model_path: str | os.PathLike) -> dict:
 
     def _clean(tensor_name: str) -> str:
         n = tensor_name.split(":")[0]
-        return n[len("serving_default_"):] if n.startswith("serving_default_") else n
+        return n[len("serving_default_") :] if n.startswith("serving_default_") else n
 
     out = {}
     for kind, details in (("in", interp.get_input_details()), ("out", interp.get_output_details())):
@@ -231,8 +235,10 @@ def build_fixture(
     rng = np.random.default_rng(seed)
 
     def sample(r: np.random.Generator) -> dict[str, np.ndarray]:
-        x = {"image": r.random((1, height, width, 3), dtype=np.float32),
-             "depth": r.random((1, height, width, 1), dtype=np.float32)}
+        x = {
+            "image": r.random((1, height, width, 3), dtype=np.float32),
+            "depth": r.random((1, height, width, 1), dtype=np.float32),
+        }
         if lens:
             x["lens"] = np.array(lens_default, np.float32).reshape(1, 1, 1, 3)
         return x
@@ -286,10 +292,17 @@ def build_fixture(
 
     manifest = build_manifest(
         name,
-        source={"checkpoint": "", "checkpoint_sha256": "",
-                "arch": {"fixture": "Gaussian blur levels blended by the lens's blur radius" if lens else
-                         "depth-weighted Gaussian blur + random 2-conv branch", "seed": seed},
-                "training_config": {}},
+        source={
+            "checkpoint": "",
+            "checkpoint_sha256": "",
+            "arch": {
+                "fixture": "Gaussian blur levels blended by the lens's blur radius"
+                if lens
+                else "depth-weighted Gaussian blur + random 2-conv branch",
+                "seed": seed,
+            },
+            "training_config": {},
+        },
         size=(height, width),
         layout="NHWC",
         converter="tf.lite.TFLiteConverter (fixture)",
@@ -325,8 +338,13 @@ def export_tiny_generator(
 
     out = Path(out_dir)
     torch.manual_seed(seed)
-    arch = {"width": 4, "enc_blocks": (1, 1, 1, 1), "middle_blocks": 1, "dec_blocks": (1, 1, 1, 1),
-            "lens_input": lens_input}
+    arch = {
+        "width": 4,
+        "enc_blocks": (1, 1, 1, 1),
+        "middle_blocks": 1,
+        "dec_blocks": (1, 1, 1, 1),
+        "lens_input": lens_input,
+    }
     gen = NAFNet(**arch)
     # NAFNet starts as the identity (block scales beta = gamma = 0, zero ending conv): an untrained
     # export would return the photo unchanged and a comparison of outputs would prove nothing.
@@ -339,13 +357,31 @@ def export_tiny_generator(
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt = out.parent / f".{out.name}_generator.pt"
     torch.save({"generator": gen.state_dict(), "arch": arch}, ckpt)
-    cmd = [sys.executable, "-m", "export", "--checkpoint", str(ckpt), "--size", f"{size[0]}x{size[1]}",
-           "--out", str(out), "--precisions", ",".join(precisions), "--parity-data", str(parity_data),
-           "--parity-samples", "1", "--converter", converter]
+    cmd = [
+        sys.executable,
+        "-m",
+        "export",
+        "--checkpoint",
+        str(ckpt),
+        "--size",
+        f"{size[0]}x{size[1]}",
+        "--out",
+        str(out),
+        "--precisions",
+        ",".join(precisions),
+        "--parity-data",
+        str(parity_data),
+        "--parity-samples",
+        "1",
+        "--converter",
+        converter,
+    ]
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     ckpt.unlink(missing_ok=True)
     if proc.returncode != 0:
-        raise RuntimeError(f"python -m export failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}")
+        raise RuntimeError(
+            f"python -m export failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-4000:]}"
+        )
     return out
 
 
@@ -378,21 +414,35 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", required=True, help="output folder, e.g. /tmp/tflite_models/fixture")
     ap.add_argument("--size", type=parse_size, default=(192, 288), help="HxW, multiples of 16")
-    ap.add_argument("--name", default="fixture", help="manifest name of the TF-built stand-in (a --lens "
-                                                     "export is named after its --out folder)")
-    ap.add_argument("--lens", action="store_true",
-                    help="instead of the stand-in, export a tiny random lens-conditioned NAFNet with the real "
-                         "exporter (inputs image, depth, lens; fp32 and fp16; about a minute)")
-    ap.add_argument("--blur-lens", action="store_true",
-                    help="the TF-built lens stand-in: inputs image, depth, lens; Gaussian blur levels blended by "
-                         "the lens's blur radius, so tap-to-focus and the strength slider visibly act (seconds)")
+    ap.add_argument(
+        "--name",
+        default="fixture",
+        help="manifest name of the TF-built stand-in (a --lens export is named after its --out folder)",
+    )
+    ap.add_argument(
+        "--lens",
+        action="store_true",
+        help="instead of the stand-in, export a tiny random lens-conditioned NAFNet with the real "
+        "exporter (inputs image, depth, lens; fp32 and fp16; about a minute)",
+    )
+    ap.add_argument(
+        "--blur-lens",
+        action="store_true",
+        help="the TF-built lens stand-in: inputs image, depth, lens; Gaussian blur levels blended by "
+        "the lens's blur radius, so tap-to-focus and the strength slider visibly act (seconds)",
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.lens:
         out = export_tiny_generator(args.out, args.size, lens_input=True)
     else:
-        out = build_fixture(args.out, args.size, args.name, lens=args.blur_lens,
-                            precisions=("fp32", "fp16") if args.blur_lens else ("fp32", "fp16", "int8"))
+        out = build_fixture(
+            args.out,
+            args.size,
+            args.name,
+            lens=args.blur_lens,
+            precisions=("fp32", "fp16") if args.blur_lens else ("fp32", "fp16", "int8"),
+        )
     print(out / "manifest.json")
 
 

@@ -116,5 +116,7 @@ class LoggingCheckpointIO(_BaseIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         super().save_checkpoint(checkpoint, path, storage_options)
         with open(os.environ["BOKEH_SAVE_LOG"], "a") as f:
-            f.write(f"{os.getpid()} {os.environ.get('LOCAL_RANK', '0')} {os.path.basename(path)} "
-                    f"{checkpoint['global_step']}\n")
+            f.write(
+                f"{os.getpid()} {os.environ.get('LOCAL_RANK', '0')} {os.path.basename(path)} "
+                f"{checkpoint['global_step']}\n"
+            )

@@ -111,8 +111,14 @@ def check_lens(spec: dict, manifest: dict) -> list[str]:
         if lens.get(field) != want[field]:
             problems.append(f"lens: {field} {lens.get(field)!r}, app feeds {want[field]!r}")
     d = lens.get("default")
-    if not (isinstance(d, list) and len(d) == 3 and all(isinstance(v, (int, float)) and math.isfinite(v) for v in d)
-            and 0 <= d[0] <= 1 and d[1] >= 0 and 0 <= d[2] <= 0.5):
+    if not (
+        isinstance(d, list)
+        and len(d) == 3
+        and all(isinstance(v, (int, float)) and math.isfinite(v) for v in d)
+        and 0 <= d[0] <= 1
+        and d[1] >= 0
+        and 0 <= d[2] <= 0.5
+    ):
         problems.append(f"lens: default {d!r} is not [d_f in [0, 1], K >= 0, dof in [0, 0.5]]")
     return problems
 
@@ -135,7 +141,9 @@ def check_tflite_agrees(manifest: dict, model_dir: Path) -> list[str]:
                 if a is None:
                     problems.append(f"{path.name}: no {kind[:-1]} named {t['name']!r} (has {sorted(actual)})")
                 elif a["shape"] != t["shape"] or a["dtype"] != t["dtype"]:
-                    problems.append(f"{path.name}: {t['name']} is {a['dtype']}{a['shape']}, manifest {t['dtype']}{t['shape']}")
+                    problems.append(
+                        f"{path.name}: {t['name']} is {a['dtype']}{a['shape']}, manifest {t['dtype']}{t['shape']}"
+                    )
             if len(actual) != len(manifest[kind]):
                 problems.append(f"{path.name}: {len(actual)} {kind}, manifest lists {len(manifest[kind])}")
     return problems
@@ -187,8 +195,9 @@ def test_spec_lens_is_what_the_exporter_writes(spec):
     from export.manifest import lens_spec
 
     exported = lens_spec("NHWC", (0.8, 35.77, 0.1))
-    assert {k: exported[k] for k in ("name", "layout", "dtype", "shape", "values")} == \
-        {k: spec["lens_input"][k] for k in ("name", "layout", "dtype", "shape", "values")}
+    assert {k: exported[k] for k in ("name", "layout", "dtype", "shape", "values")} == {
+        k: spec["lens_input"][k] for k in ("name", "layout", "dtype", "shape", "values")
+    }
 
 
 def test_kotlin_reads_the_spec_and_hard_codes_no_tensor(spec):
@@ -202,19 +211,21 @@ def test_kotlin_reads_the_spec_and_hard_codes_no_tensor(spec):
         assert not any(re.fullmatch(r"[\w.-]+\.tflite", s) for s in literals), f"{kt.name} hard-codes a model file name"
 
 
-
-
 def test_kotlin_auto_focus_constants_are_pythons():
     """AutoFocus.kt's constants == training/renderers/lens.py's (AUTO_FOCUS_QUANTILE, the 2nd
     percentile, AUTO_BLUR_FRACTION, AUTO_DOF, the 0.1 floor of the spread, the 1,000,000 sample cap)."""
     kt = (KOTLIN_DIR / "org/bokehgan/demo/AutoFocus.kt").read_text()
     assert "training.renderers.lens.auto_focus" in kt, "AutoFocus.kt must name the Python function it mirrors"
-    consts = {m.group(1): float(m.group(2).replace("_", "").rstrip("fF"))
-              for m in re.finditer(r"const val (\w+)\s*=\s*([0-9._]+[fF]?)\s*$", kt, re.M)}
+    consts = {
+        m.group(1): float(m.group(2).replace("_", "").rstrip("fF"))
+        for m in re.finditer(r"const val (\w+)\s*=\s*([0-9._]+[fF]?)\s*$", kt, re.M)
+    }
     py = {k.upper(): v for k, v in python_auto_focus_constants().items()}
     assert consts == py, f"AutoFocus.kt {consts} != lens.py {py}"
     # The quantiles are Float (torch computes them in float32 on a float32 tensor).
-    assert re.search(r"const val FOCUS_QUANTILE\s*=\s*[0-9.]+f\b", kt) and re.search(r"const val FAR_QUANTILE\s*=\s*[0-9.]+f\b", kt)
+    assert re.search(r"const val FOCUS_QUANTILE\s*=\s*[0-9.]+f\b", kt) and re.search(
+        r"const val FAR_QUANTILE\s*=\s*[0-9.]+f\b", kt
+    )
 
 
 def test_app_feeds_auto_focus_with_the_manifest_default_as_fallback():
@@ -236,14 +247,24 @@ def test_app_feeds_auto_focus_with_the_manifest_default_as_fallback():
 def test_gradle_copy_task_takes_file_names_from_the_spec():
     text = GRADLE_APP.read_text()
     assert 'file("src/main/assets/model_spec.json")' in text
-    for key in ("manifest_asset", "model_file_pattern", "precisions", "default_precision", "depth_model",
-                "matte_model", "asset", "source_dir", "prepare"):
+    for key in (
+        "manifest_asset",
+        "model_file_pattern",
+        "precisions",
+        "default_precision",
+        "depth_model",
+        "matte_model",
+        "asset",
+        "source_dir",
+        "prepare",
+    ):
         assert f'["{key}"]' in text, f"copyModel does not read {key} from model_spec.json"
     code = "\n".join(line.split("//")[0] for line in text.splitlines())
     hard = re.findall(r'"([^"$]*\.(?:tflite|json))"', code)
     assert hard == ["src/main/assets/model_spec.json"], f"hard-coded file names in build.gradle.kts: {hard}"
-    assert re.search(r'tasks\.named\("preBuild"\)\s*\{\s*dependsOn\(copyModel, copyMatteModel\)', text), \
+    assert re.search(r'tasks\.named\("preBuild"\)\s*\{\s*dependsOn\(copyModel, copyMatteModel\)', text), (
         "copyModel and copyMatteModel not wired before preBuild"
+    )
     assert 'providers.gradleProperty("bokehModel")' in text and 'providers.gradleProperty("bokehPrecision")' in text
 
 
@@ -254,8 +275,11 @@ def test_kotlin_photo_constants_are_eval_renders():
 
     kt = (KOTLIN_DIR / "org/bokehgan/demo/ImageOps.kt").read_text()
     consts = {m.group(1): float(m.group(2)) for m in re.finditer(r"const val (\w+)\s*=\s*([0-9.]+)\s*$", kt, re.M)}
-    assert consts == {"SHARP_RADIUS_LO": er.SHARP_RADIUS[0], "SHARP_RADIUS_HI": er.SHARP_RADIUS[1],
-                      "FOCUS_WINDOW": er.FOCUS_WINDOW}, consts
+    assert consts == {
+        "SHARP_RADIUS_LO": er.SHARP_RADIUS[0],
+        "SHARP_RADIUS_HI": er.SHARP_RADIUS[1],
+        "FOCUS_WINDOW": er.FOCUS_WINDOW,
+    }, consts
     for fn in ("fun modelFrame(", "fun rot90(", "fun resize(", "fun reflectPad(", "fun tapDisparity(", "fun blend("):
         assert fn in kt, fn
     assert "Math.rint" in kt, "Python's round() is half-to-even: Kotlin's roundToInt() is not"
@@ -264,7 +288,7 @@ def test_kotlin_photo_constants_are_eval_renders():
 def test_app_depth_sources_in_order():
     """A photo is enough: the picked depth map, else the bundled depth.tflite, else the person matte."""
     activity = (KOTLIN_DIR / "org/bokehgan/demo/MainActivity.kt").read_text()
-    body = activity[activity.index("private fun depthFor("):]
+    body = activity[activity.index("private fun depthFor(") :]
     order = [body.index(k) for k in ("DepthMap.fromBitmap(", "DepthHelper.isBundled(", "MatteHelper(")]
     assert order == sorted(order), "depth sources out of order"
     matte = (KOTLIN_DIR / "org/bokehgan/demo/MatteHelper.kt").read_text()
@@ -297,7 +321,9 @@ def test_spec_matte_model_is_the_prepared_file(spec):
     assert "TRANSPOSE_CONV" in census and all(name.isupper() for name in census), census
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it = Interpreter(
+        model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    )
     it.allocate_tensors()
     (inp,), (out,) = it.get_input_details(), it.get_output_details()
     n, h, w, c = (int(v) for v in inp["shape"])
@@ -339,9 +365,13 @@ MUTATIONS = {
     "NCHW layout": (lambda m: m["inputs"][0].update(layout="NCHW", shape=[1, 3, 32, 48]), "layout 'NCHW'"),
     "range [-1, 1]": (lambda m: m["inputs"][0].update(range=[-1, 1]), "range [-1, 1]"),
     "mean/std normalisation": (
-        lambda m: m["inputs"][0].update(normalisation="(RGB / 255 - 0.5) / 0.5"), "normalisation"),
+        lambda m: m["inputs"][0].update(normalisation="(RGB / 255 - 0.5) / 0.5"),
+        "normalisation",
+    ),
     "size not multiple of 16": (
-        lambda m: [t["shape"].__setitem__(1, 40) for t in m["inputs"] + m["outputs"]], "not a multiple of 16"),
+        lambda m: [t["shape"].__setitem__(1, 40) for t in m["inputs"] + m["outputs"]],
+        "not a multiple of 16",
+    ),
     "sizes differ": (lambda m: m["outputs"][0]["shape"].__setitem__(2, 64), "differ in size"),
     "float16 output": (lambda m: m["outputs"][0].update(dtype="float16"), "dtype 'float16'"),
     "variant file renamed": (lambda m: m["variants"]["fp16"].update(file="model_fp16.tflite"), "copyModel copies"),

@@ -77,8 +77,15 @@ class _Trivial(L.LightningModule):
 
 def test_timer_sees_a_slow_loader_as_wait_and_stops_after_the_measured_batches():
     timer = B.StepTimer(warmup=1, steps=3)
-    trainer = L.Trainer(accelerator="cpu", max_epochs=1, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, callbacks=[timer])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[timer],
+    )
     trainer.fit(_Trivial())
     assert timer.batches == 4  # of 8: stopped after warm-up + steps
     assert timer.measured == 3
@@ -98,15 +105,27 @@ def test_cpu_tiny_benchmark_prints_both_stages_and_the_schedule(tmp_path, capsys
     payload = B.main(["--stage", "both", *TINY, "--json", str(out)])
     text = capsys.readouterr().out
     header, rows = _table_rows(text)
-    for col in ("stage", "batch", "crop", "precision", "step time (ms, median)", "images/s",
-                "loader wait (% of step)", "peak GPU memory (GiB)"):
+    for col in (
+        "stage",
+        "batch",
+        "crop",
+        "precision",
+        "step time (ms, median)",
+        "images/s",
+        "loader wait (% of step)",
+        "peak GPU memory (GiB)",
+    ):
         assert col in header, col
     assert [r[header.index("stage")] for r in rows] == ["1", "2"]
     for r in rows:
         row = dict(zip(header, r))
         assert row["batch"] == "2" and row["crop"] == "64" and row["precision"] == "32-true"
         assert row["batches"] == "3"
-        step_ms, ips, wait = float(row["step time (ms, median)"]), float(row["images/s"]), float(row["loader wait (% of step)"])
+        step_ms, ips, wait = (
+            float(row["step time (ms, median)"]),
+            float(row["images/s"]),
+            float(row["loader wait (% of step)"]),
+        )
         assert step_ms > 0 and ips > 0 and 0 <= wait < 100
         # images/s and the step time describe the same batches: 2 images per step, give or take
         # the spread of three steps around their median.
@@ -137,8 +156,18 @@ def test_benchmark_on_a_data_folder_repeats_epochs(tiny_dataset, capsys):
 def test_channels_last_and_fused_adam_reach_the_trained_module(capsys):
     # run_stage raises if what the trained module ran with differs from what was asked.
     for stage in (1, 2):
-        r = B.run_stage(stage, crop=64, batch_size=2, width=4, arch="tiny", steps=1, warmup=1,
-                        channels_last=True, fused_adam=True, vgg="off")
+        r = B.run_stage(
+            stage,
+            crop=64,
+            batch_size=2,
+            width=4,
+            arch="tiny",
+            steps=1,
+            warmup=1,
+            channels_last=True,
+            fused_adam=True,
+            vgg="off",
+        )
         assert r.channels_last and r.fused_adam and r.images_per_s > 0
 
 
@@ -165,8 +194,23 @@ def test_fake_ebb_is_ebb_sized_quality_95_jpeg_and_the_loader_check_reads_it(tmp
         assert d.mode.startswith("I") and d.size == (1536, 1024)  # 16-bit, as training.depth writes
     assert (root / "Training" / "bokeh" / "1.jpg").is_file()
 
-    B.main(["--loader-only", "--data", str(root), "--crop", "64", "--batch-size", "1", "--num-workers", "0",
-            "--steps", "2", "--warmup", "1"])
+    B.main(
+        [
+            "--loader-only",
+            "--data",
+            str(root),
+            "--crop",
+            "64",
+            "--batch-size",
+            "1",
+            "--num-workers",
+            "0",
+            "--steps",
+            "2",
+            "--warmup",
+            "1",
+        ]
+    )
     text = capsys.readouterr().out
     header, rows = _table_rows(text)
     row = dict(zip(header, rows[0]))

@@ -67,8 +67,14 @@ def tmpdir_elsewhere(tmp_path):
 
 def _run(io_class: str, path: Path, kill_on: str, tmpdir: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "TMPDIR": str(tmpdir)}
-    return subprocess.run([sys.executable, "-c", SCRIPT, io_class, str(path), kill_on], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", SCRIPT, io_class, str(path), kill_on],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def _step(path: Path) -> int:

@@ -38,8 +38,10 @@ class _Payload:
 def crafted(request, tmp_path):
     """(path, marker): a Lightning-looking checkpoint whose hyper-parameters run code on load."""
     marker = tmp_path / "PAYLOAD_RAN"
-    ckpt = {"state_dict": {"generator.intro.weight": torch.zeros(8, 6, 3, 3)},
-            "hyper_parameters": {"width": 8, "lens_input": True, "note": _Payload(marker)}}
+    ckpt = {
+        "state_dict": {"generator.intro.weight": torch.zeros(8, 6, 3, 3)},
+        "hyper_parameters": {"width": 8, "lens_input": True, "note": _Payload(marker)},
+    }
     path = tmp_path / f"crafted_{request.param}.ckpt"
     torch.save(ckpt, path, _use_new_zipfile_serialization=request.param == "zip")
     return path, marker
@@ -87,8 +89,10 @@ def test_photo_commands_refuse_it(entry, crafted, tiny_dataset, tmp_path):
     import importlib
 
     path, marker = crafted
-    argv = {"eval.photos": ["--model", str(path), "--photos", str(tmp_path), "--out", str(tmp_path / "out")],
-            "eval.controls": ["--model", str(path), "--data", str(tiny_dataset / "val"), "--out", str(tmp_path / "c.png")]}
+    argv = {
+        "eval.photos": ["--model", str(path), "--photos", str(tmp_path), "--out", str(tmp_path / "out")],
+        "eval.controls": ["--model", str(path), "--data", str(tiny_dataset / "val"), "--out", str(tmp_path / "c.png")],
+    }
     with pytest.raises(UntrustedCheckpointError) as e:
         importlib.import_module(entry).main(argv[entry])
     _assert_refused(str(e.value), path, marker)
@@ -110,8 +114,21 @@ def test_init_generator_refuses_it(stage, crafted, tiny_dataset, tmp_path):
 
     path, marker = crafted
     with pytest.raises(UntrustedCheckpointError) as e:
-        main(["fit", "--config", stage, "--config", QUICK, "--model.init_generator", str(path),
-              "--data.root", str(tiny_dataset), "--trainer.logger.init_args.save_dir", str(tmp_path / "runs")])
+        main(
+            [
+                "fit",
+                "--config",
+                stage,
+                "--config",
+                QUICK,
+                "--model.init_generator",
+                str(path),
+                "--data.root",
+                str(tiny_dataset),
+                "--trainer.logger.init_args.save_dir",
+                str(tmp_path / "runs"),
+            ]
+        )
     _assert_refused(str(e.value), path, marker)
 
 
@@ -140,14 +157,24 @@ def test_safetensors_round_trip_and_every_loader_reads_it(tmp_path):
     gen = NAFNet(**TINY_ARCH)
     torch.nn.init.normal_(gen.ending.weight)  # non-zero output, so the runner comparison means something
     config = {"model": {"width": 4}, "trainer": {"max_epochs": 1}}
-    path = save_generator_safetensors(tmp_path / SAFETENSORS_NAME, gen, TINY_ARCH, config,
-                                      source={"checkpoint": "best.ckpt", "checkpoint_sha256": "0" * 64})
+    path = save_generator_safetensors(
+        tmp_path / SAFETENSORS_NAME,
+        gen,
+        TINY_ARCH,
+        config,
+        source={"checkpoint": "best.ckpt", "checkpoint_sha256": "0" * 64},
+    )
     ck = load_generator(path)
     assert _same_weights(ck.generator, gen) and ck.arch == TINY_ARCH and ck.config == config
     assert ck.sha256 == file_sha256(path)
     # Byte-identical on a second write: a manifest citing its sha256 does not change for nothing.
-    again = save_generator_safetensors(tmp_path / "again.safetensors", gen, TINY_ARCH, config,
-                                       source={"checkpoint": "best.ckpt", "checkpoint_sha256": "0" * 64})
+    again = save_generator_safetensors(
+        tmp_path / "again.safetensors",
+        gen,
+        TINY_ARCH,
+        config,
+        source={"checkpoint": "best.ckpt", "checkpoint_sha256": "0" * 64},
+    )
     assert file_sha256(again) == ck.sha256
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again.safetensors", SAFETENSORS_NAME]  # no temp file left
 
@@ -171,9 +198,29 @@ def test_training_writes_safetensors_beside_best_and_its_checkpoints_load_weight
     out = tmp_path / "runs"
 
     def fit(config, *extra):
-        return main(["fit", "--config", config, "--config", QUICK, *TINY_CLI, "--data.root", str(tiny_dataset),
-                     "--data.crop_size", "64", "--data.batch_size", "2", "--trainer.logger.init_args.save_dir", str(out),
-                     "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false", *extra])
+        return main(
+            [
+                "fit",
+                "--config",
+                config,
+                "--config",
+                QUICK,
+                *TINY_CLI,
+                "--data.root",
+                str(tiny_dataset),
+                "--data.crop_size",
+                "64",
+                "--data.batch_size",
+                "2",
+                "--trainer.logger.init_args.save_dir",
+                str(out),
+                "--trainer.max_steps",
+                "4",
+                "--trainer.enable_progress_bar",
+                "false",
+                *extra,
+            ]
+        )
 
     fit(STAGE1)
     d1 = out / "stage1" / "checkpoints"
@@ -188,7 +235,9 @@ def test_training_writes_safetensors_beside_best_and_its_checkpoints_load_weight
         assert json.loads(f.metadata()["source"]) == {"checkpoint": "best.ckpt", "checkpoint_sha256": best.sha256}
 
     # Stage 2 starts from the safetensors file, as it would from best.ckpt.
-    stage2_start = BokehGAN(width=4, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1), init_generator=str(st1))
+    stage2_start = BokehGAN(
+        width=4, enc_blocks=(1, 1, 1, 1), middle_blocks=1, dec_blocks=(1, 1, 1, 1), init_generator=str(st1)
+    )
     assert _same_weights(stage2_start.generator, best.generator)
     fit(STAGE2, "--model.init_generator", str(st1), "--model.vgg_weight", "0", "--trainer.max_steps", "8")
     d2 = out / "stage2" / "checkpoints"
@@ -210,8 +259,13 @@ SHIPPED = REPO / "tflite_models" / "nafnet_w8_lens_cpu"
 @pytest.mark.skipif(not (SHIPPED / SAFETENSORS_NAME).is_file(), reason="shipped model.safetensors absent")
 def test_shipped_safetensors_is_the_shipped_generator():
     st = load_generator(SHIPPED / SAFETENSORS_NAME)
-    assert st.arch == {"width": 8, "enc_blocks": (2, 2, 2, 20), "middle_blocks": 2, "dec_blocks": (2, 2, 2, 2),
-                       "lens_input": True}
+    assert st.arch == {
+        "width": 8,
+        "enc_blocks": (2, 2, 2, 20),
+        "middle_blocks": 2,
+        "dec_blocks": (2, 2, 2, 2),
+        "lens_input": True,
+    }
     assert st.config["model"]["lens_input"] is True
     if (SHIPPED / "generator.pt").is_file():
         pt = load_generator(SHIPPED / "generator.pt")

@@ -70,7 +70,9 @@ def png_16bit_rgb(path: Path, h: int = 8, w: int = 8) -> None:
         return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
     ihdr = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    )
 
 
 # ----------------------------------------------------------------------------- layouts
@@ -82,7 +84,11 @@ def test_split_folder_full_image_values_and_centre_crop(tmp_path):
     assert layout.kind == "split"
     item = BokehPairs(layout, ["1"], crop_size=None)[0]
     # 40x60 → centre crop to multiples of 16: 32x48, offsets left (60-48)//2 = 6, top (40-32)//2 = 4
-    assert item["image"].shape == (3, 32, 48) and item["depth"].shape == (1, 32, 48) and item["target"].shape == (3, 32, 48)
+    assert (
+        item["image"].shape == (3, 32, 48)
+        and item["depth"].shape == (1, 32, 48)
+        and item["target"].shape == (3, 32, 48)
+    )
     assert item["image"].dtype == torch.float32 and item["id"] == "1"
     assert item["image"][0, 0, 0].item() == pytest.approx(6 / 255, abs=1e-7)
     assert item["image"][1, 0, 0].item() == pytest.approx(4 / 255, abs=1e-7)
@@ -228,11 +234,17 @@ def test_example_exclude_list_is_empty():
 def test_datamodule_synthetic_folders_loaders(tmp_path):
     make_split(tmp_path / "train", range(5))
     make_split(tmp_path / "val", range(3))
-    dm = BokehDataModule(str(tmp_path), crop_size=16, batch_size=2, num_workers=0, max_train_samples=4, max_val_samples=2, val_crop=32)
+    dm = BokehDataModule(
+        str(tmp_path), crop_size=16, batch_size=2, num_workers=0, max_train_samples=4, max_val_samples=2, val_crop=32
+    )
     batches = list(dm.train_dataloader())
     assert len(batches) == 2  # 4 samples, batch 2, drop_last
     b = batches[0]
-    assert b["image"].shape == (2, 3, 16, 16) and b["depth"].shape == (2, 1, 16, 16) and b["target"].shape == (2, 3, 16, 16)
+    assert (
+        b["image"].shape == (2, 3, 16, 16)
+        and b["depth"].shape == (2, 1, 16, 16)
+        and b["target"].shape == (2, 3, 16, 16)
+    )
     assert isinstance(b["id"], list) and all(isinstance(i, str) for i in b["id"])
     assert sorted(dm.train_set.ids) == ["0", "1", "2", "3"]
     val = list(dm.val_dataloader())
@@ -315,7 +327,9 @@ def test_skip_mode_replaces_bad_sample_deterministically_and_counts(tmp_path):
     assert ds.num_skipped == 2  # each bad file counted once per process
     assert [ds[i]["id"] for i in range(4)] == ["0", "3", "3", "3"]
 
-    dm = BokehDataModule(str(tmp_path), val_split=str(tmp_path / "v.txt"), crop_size=16, batch_size=1, num_workers=0, on_bad_file="skip")
+    dm = BokehDataModule(
+        str(tmp_path), val_split=str(tmp_path / "v.txt"), crop_size=16, batch_size=1, num_workers=0, on_bad_file="skip"
+    )
     (tmp_path / "v.txt").write_text("0\n")
     batches = list(dm.train_dataloader())
     assert {i for b in batches for i in b["id"]} == {"3"}
@@ -354,7 +368,11 @@ def test_read_image_rejects_rgba_and_returns_chw(tmp_path):
 
 def test_layout_files_reports_expected_missing_paths(tmp_path):
     layout = FolderLayout("split", tmp_path / "original", tmp_path / "bokeh", tmp_path / "depth")
-    assert layout.files("5") == (tmp_path / "original" / "5.png", tmp_path / "bokeh" / "5.png", tmp_path / "depth" / "5.png")
+    assert layout.files("5") == (
+        tmp_path / "original" / "5.png",
+        tmp_path / "bokeh" / "5.png",
+        tmp_path / "depth" / "5.png",
+    )
 
 
 def test_lens_from_file_csv_or_auto_focus_and_cache_returns_the_same_samples(tmp_path):

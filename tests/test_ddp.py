@@ -43,10 +43,35 @@ REL_TOL = 1e-3
 
 
 def _cmd(config: str, root: Path, out: Path, batch: int, devices: int, *extra: str) -> list[str]:
-    cmd = [sys.executable, "-m", "training", "fit", "--config", config, "--config", QUICK, *TINY_CLI,
-           "--data.root", str(root), "--data.crop_size", "64", "--data.flip", "false", "--data.batch_size", str(batch),
-           "--trainer.logger.init_args.save_dir", str(out), "--trainer.enable_progress_bar", "false",
-           "--trainer.log_every_n_steps", "1", "--trainer.accelerator", "cpu", "--trainer.devices", str(devices)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "training",
+        "fit",
+        "--config",
+        config,
+        "--config",
+        QUICK,
+        *TINY_CLI,
+        "--data.root",
+        str(root),
+        "--data.crop_size",
+        "64",
+        "--data.flip",
+        "false",
+        "--data.batch_size",
+        str(batch),
+        "--trainer.logger.init_args.save_dir",
+        str(out),
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.log_every_n_steps",
+        "1",
+        "--trainer.accelerator",
+        "cpu",
+        "--trainer.devices",
+        str(devices),
+    ]
     if devices > 1:
         cmd += ["--trainer.strategy", "ddp"]
     return [*cmd, *extra]
@@ -58,8 +83,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 def _run(cmd: list[str], env: dict[str, str], expect_rc: int = 0) -> subprocess.CompletedProcess:
     # A session of its own, so that a hung run and the rank it launched can be killed together.
-    p = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
+    p = subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     rc, out, err, _ = _finish(p, TIMEOUT_S, f"hung: no exit within {TIMEOUT_S:.0f} s: {' '.join(cmd[3:8])} ...")
     assert rc == expect_rc, err[-4000:]
     return subprocess.CompletedProcess(cmd, rc, out, err)
@@ -126,10 +152,21 @@ def stage1(data, tmp_path_factory) -> dict[str, Path]:
     out = tmp_path_factory.mktemp("stage1")
     _run(_cmd(STAGE1, data, out / "one", 4, 1, "--trainer.max_steps", "4"), _env())
     save_log, random_log = out / "saves.log", out / "random.log"
-    _run(_cmd(STAGE1, data, out / "two", 2, 2, "--trainer.max_steps", "4",
-              "--trainer.plugins", "tests.kill_callback.LoggingCheckpointIO",
-              "--trainer.callbacks+=tests.kill_callback.RecordRandom"),
-         _env(BOKEH_SAVE_LOG=str(save_log), BOKEH_RANDOM=str(random_log)))
+    _run(
+        _cmd(
+            STAGE1,
+            data,
+            out / "two",
+            2,
+            2,
+            "--trainer.max_steps",
+            "4",
+            "--trainer.plugins",
+            "tests.kill_callback.LoggingCheckpointIO",
+            "--trainer.callbacks+=tests.kill_callback.RecordRandom",
+        ),
+        _env(BOKEH_SAVE_LOG=str(save_log), BOKEH_RANDOM=str(random_log)),
+    )
     return {"one": out / "one" / "stage1", "two": out / "two" / "stage1", "saves": save_log, "random": random_log}
 
 
@@ -145,8 +182,12 @@ def test_stage1_two_processes_train_like_one(stage1):
     print(f"stage 1, 4 steps: relative difference {rel:.2e}, max |difference| {worst:.2e}")
     assert rel <= REL_TOL
     # metrics.csv: the logged training losses are the global batch's (sync_dist), step by step.
-    train = {name: {int(r["step"]): float(r["train/loss"]) for r in _rows(stage1[name] / "metrics.csv")
-                    if r.get("train/loss")} for name in ("one", "two")}
+    train = {
+        name: {
+            int(r["step"]): float(r["train/loss"]) for r in _rows(stage1[name] / "metrics.csv") if r.get("train/loss")
+        }
+        for name in ("one", "two")
+    }
     assert sorted(train["one"]) == sorted(train["two"]) == [0, 1, 2, 3]
     for step, loss in train["one"].items():
         assert train["two"][step] == pytest.approx(loss, rel=1e-5), step
@@ -182,6 +223,7 @@ def test_stage1_validation_is_the_whole_split_once(stage1, data):
     by_image = _val_psnr_by_image(stage1["two"] / "checkpoints/last.ckpt", data / "val")
     whole = float(np.mean(list(by_image.values())))
     assert logged == pytest.approx(whole, abs=1e-4)
+
     # What a per-rank mean would have logged: rank 0's share, or both ranks' shares with the repeat.
     def sampler(rank: int) -> list[int]:
         return list(torch.utils.data.DistributedSampler(range(3), num_replicas=2, rank=rank, shuffle=False))
@@ -209,22 +251,39 @@ def test_stage1_checkpoints_samples_and_metrics_written_once(stage1, data):
     assert sheet.shape[0] == 64 * len(mine)
     for row, sid in enumerate(mine):
         photo = np.asarray(Image.open(data / "val" / "original" / f"{sid}.png"))
-        assert np.abs(sheet[64 * row:64 * (row + 1), :64].astype(int) - photo).max() <= 1, sid
+        assert np.abs(sheet[64 * row : 64 * (row + 1), :64].astype(int) - photo).max() <= 1, sid
     # metrics.csv: one row per step and kind, as the one-process run has.
-    keys = [(r["step"], tuple(sorted(k for k, v in r.items() if v and k not in ("step", "epoch"))))
-            for r in _rows(stage1["two"] / "metrics.csv")]
+    keys = [
+        (r["step"], tuple(sorted(k for k, v in r.items() if v and k not in ("step", "epoch"))))
+        for r in _rows(stage1["two"] / "metrics.csv")
+    ]
     assert len(keys) == len(set(keys))
-    keys_one = [(r["step"], tuple(sorted(k for k, v in r.items() if v and k not in ("step", "epoch"))))
-                for r in _rows(stage1["one"] / "metrics.csv")]
+    keys_one = [
+        (r["step"], tuple(sorted(k for k, v in r.items() if v and k not in ("step", "epoch"))))
+        for r in _rows(stage1["one"] / "metrics.csv")
+    ]
     assert sorted(keys) == sorted(keys_one)
 
 
 def _stage2(data, stage1, out, batch, devices, *extra):
     # ContentSeededGP: the gradient penalty mixes each image by an ε computed from the image, so
     # that one process (4 draws from one stream) and two ranks (2 draws each) mix alike.
-    return _run(_cmd(STAGE2, data, out, batch, devices, "--model.vgg_weight", "0",
-                     "--model.init_generator", str(stage1["one"] / "checkpoints/last.ckpt"),
-                     "--trainer.callbacks+=tests.kill_callback.ContentSeededGP", *extra), _env())
+    return _run(
+        _cmd(
+            STAGE2,
+            data,
+            out,
+            batch,
+            devices,
+            "--model.vgg_weight",
+            "0",
+            "--model.init_generator",
+            str(stage1["one"] / "checkpoints/last.ckpt"),
+            "--trainer.callbacks+=tests.kill_callback.ContentSeededGP",
+            *extra,
+        ),
+        _env(),
+    )
 
 
 def test_stage2_two_processes_train_like_one(data, stage1, tmp_path):
@@ -243,8 +302,9 @@ def test_stage2_two_processes_train_like_one(data, stage1, tmp_path):
     crit = [k for k in c1 if k.startswith("discriminator.")]
     diff = torch.cat([(c1[k].double() - c2[k].double()).flatten() for k in crit]).norm()
     assert diff / torch.cat([c1[k].double().flatten() for k in crit]).norm() <= REL_TOL
-    for r1, r2 in zip(_rows(tmp_path / "one/stage2/metrics.csv"), _rows(tmp_path / "two/stage2/metrics.csv"),
-                      strict=True):
+    for r1, r2 in zip(
+        _rows(tmp_path / "one/stage2/metrics.csv"), _rows(tmp_path / "two/stage2/metrics.csv"), strict=True
+    ):
         for key in ("train/d_wgan", "train/gp", "train/g_adv", "val/psnr"):
             if r1.get(key):
                 assert float(r2[key]) == pytest.approx(float(r1[key]), rel=1e-3, abs=1e-5), (key, r1["step"])
@@ -254,13 +314,38 @@ def test_stage2_under_ddp_resumes_after_kill_9(data, stage1, tmp_path):
     """Rank 0 is killed (os._exit: no cleanup) after batch 3; last.ckpt is at step 4 (batch 2)."""
     log, pids = tmp_path / "steps.log", tmp_path / "pids"
     env = _env(BOKEH_STEP_LOG=str(log), BOKEH_PIDS=str(pids))
-    common = ["--trainer.max_steps", "8", "--trainer.callbacks.init_args.every_n_train_steps", "2",
-              "--trainer.callbacks+=tests.kill_callback.RecordStartStep",
-              "--trainer.callbacks+=tests.kill_callback.RecordPids"]
-    cmd = _cmd(STAGE2, data, tmp_path / "runs", 2, 2, "--model.vgg_weight", "0",
-               "--model.init_generator", str(stage1["one"] / "checkpoints/last.ckpt"), *common)
-    killed = _run([*cmd, "--trainer.callbacks+=tests.kill_callback.KillAtStep", "--trainer.callbacks.init_args.step",
-                   "5", "--trainer.callbacks.init_args.only_rank", "0"], env, expect_rc=137)
+    common = [
+        "--trainer.max_steps",
+        "8",
+        "--trainer.callbacks.init_args.every_n_train_steps",
+        "2",
+        "--trainer.callbacks+=tests.kill_callback.RecordStartStep",
+        "--trainer.callbacks+=tests.kill_callback.RecordPids",
+    ]
+    cmd = _cmd(
+        STAGE2,
+        data,
+        tmp_path / "runs",
+        2,
+        2,
+        "--model.vgg_weight",
+        "0",
+        "--model.init_generator",
+        str(stage1["one"] / "checkpoints/last.ckpt"),
+        *common,
+    )
+    killed = _run(
+        [
+            *cmd,
+            "--trainer.callbacks+=tests.kill_callback.KillAtStep",
+            "--trainer.callbacks.init_args.step",
+            "5",
+            "--trainer.callbacks.init_args.only_rank",
+            "0",
+        ],
+        env,
+        expect_rc=137,
+    )
     rank1 = int(dict(line.split() for line in pids.read_text().splitlines())["1"])
     assert _wait_gone(rank1, 30), "rank 1 outlived the killed rank 0"
     # _run read stderr to its end, which rank 1 shares: rank 1 ended with rank 0 (PR_SET_PDEATHSIG),
@@ -274,11 +359,30 @@ def test_stage2_under_ddp_resumes_after_kill_9(data, stage1, tmp_path):
 
 def _start_long_run(data, tmp_path, *extra, env=None):
     progress = tmp_path / "progress"
-    cmd = _cmd(STAGE1, data, tmp_path / "runs", 2, 2, "--trainer.max_steps", "100000", "--trainer.max_epochs", "100000",
-               "--trainer.callbacks.init_args.every_n_train_steps", "2",
-               "--trainer.callbacks+=tests.kill_callback.RecordProgress", *extra)
-    p = subprocess.Popen(cmd, env={**_env(BOKEH_PROGRESS=str(progress)), **(env or {})}, cwd=REPO,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    cmd = _cmd(
+        STAGE1,
+        data,
+        tmp_path / "runs",
+        2,
+        2,
+        "--trainer.max_steps",
+        "100000",
+        "--trainer.max_epochs",
+        "100000",
+        "--trainer.callbacks.init_args.every_n_train_steps",
+        "2",
+        "--trainer.callbacks+=tests.kill_callback.RecordProgress",
+        *extra,
+    )
+    p = subprocess.Popen(
+        cmd,
+        env={**_env(BOKEH_PROGRESS=str(progress)), **(env or {})},
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     return p, progress
 
 
@@ -326,8 +430,14 @@ def test_ddp_run_stops_on_sigterm_at_the_next_step_with_last_ckpt(data, tmp_path
 def test_ddp_run_with_a_stuck_rank_stops_on_sigterm_within_the_grace_period(data, tmp_path):
     """Rank 1 stops taking part at step 3, so rank 0 blocks in its next collective: the state in
     which issue 16's run ignored SIGTERM for 10 minutes. It must end grace_s after SIGTERM."""
-    p, progress = _start_long_run(data, tmp_path, "--trainer.callbacks+=tests.kill_callback.StallRank",
-                                  "--trainer.callbacks.init_args.step", "3", env={"BOKEH_SIGTERM_GRACE_S": "5"})
+    p, progress = _start_long_run(
+        data,
+        tmp_path,
+        "--trainer.callbacks+=tests.kill_callback.StallRank",
+        "--trainer.callbacks.init_args.step",
+        "3",
+        env={"BOKEH_SIGTERM_GRACE_S": "5"},
+    )
     pid, _ = _wait_for_step(p, progress, 3)
     children = _children(pid)
     time.sleep(2)  # rank 0 is now in the all-reduce that rank 1 never joins

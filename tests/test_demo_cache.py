@@ -17,8 +17,9 @@ ALL_STAGES = {"data", "stage1", "stage2", "export", "eval", "controls"}
 
 
 def _args(out: Path) -> argparse.Namespace:
-    return argparse.Namespace(out=out, train=8, val=2, size="64x96", seed=0, stage1_epochs=1, stage2_epochs=1,
-                              vgg=False)
+    return argparse.Namespace(
+        out=out, train=8, val=2, size="64x96", seed=0, stage1_epochs=1, stage2_epochs=1, vgg=False
+    )
 
 
 def _keys(out: Path) -> dict[str, str]:
@@ -33,8 +34,12 @@ def test_a_stage_reruns_when_its_code_changes_and_only_then(tmp_path, monkeypatc
     (repo / "pkg" / "sub" / "b.py").write_text("B = 2\n")
     monkeypatch.setattr(demo, "REPO", repo)
     out, runs = tmp_path / "out", tmp_path / "runs.txt"
-    stage = demo.Stage("work", [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write('x')", str(runs)],
-                       [runs], [repo / "pkg"])
+    stage = demo.Stage(
+        "work",
+        [sys.executable, "-c", "import sys; open(sys.argv[1], 'a').write('x')", str(runs)],
+        [runs],
+        [repo / "pkg"],
+    )
 
     def run() -> int:
         demo.run_stage(stage, out, "", {})
@@ -65,14 +70,17 @@ def repo_copy(tmp_path, monkeypatch):
     return copy
 
 
-@pytest.mark.parametrize(("edited", "stages"), [
-    ("training/model.py", ALL_STAGES),  # the data stage runs training/ too (synth, renderers)
-    ("training/renderers/lens.py", ALL_STAGES),
-    ("export/pipeline.py", {"export", "eval", "controls"}),
-    ("eval/evaluate.py", {"eval", "controls"}),
-    ("common/metrics.py", ALL_STAGES),  # common/ is under every stage
-    ("training/configs/lens.yaml", {"stage1", "stage2"}),
-])
+@pytest.mark.parametrize(
+    ("edited", "stages"),
+    [
+        ("training/model.py", ALL_STAGES),  # the data stage runs training/ too (synth, renderers)
+        ("training/renderers/lens.py", ALL_STAGES),
+        ("export/pipeline.py", {"export", "eval", "controls"}),
+        ("eval/evaluate.py", {"eval", "controls"}),
+        ("common/metrics.py", ALL_STAGES),  # common/ is under every stage
+        ("training/configs/lens.yaml", {"stage1", "stage2"}),
+    ],
+)
 def test_editing_a_file_changes_the_keys_of_the_stages_that_run_it(edited, stages, repo_copy, tmp_path):
     out = tmp_path / "out"
     before = _keys(out)
@@ -129,5 +137,7 @@ def test_each_stage_key_covers_every_project_module_its_command_imports(tmp_path
         imported = _imported_files(entry)
         assert imported, entry
         missing = imported - set(demo._input_files(stage.inputs))
-        assert not missing, f"stage {stage.name} ({entry}) runs {sorted(str(m.relative_to(REPO)) for m in missing)}, " \
-                            f"which its key does not cover: add them to STAGE_CODE in eval/demo.py"
+        assert not missing, (
+            f"stage {stage.name} ({entry}) runs {sorted(str(m.relative_to(REPO)) for m in missing)}, "
+            f"which its key does not cover: add them to STAGE_CODE in eval/demo.py"
+        )

@@ -19,9 +19,16 @@ def tiny_dpt(tmp_path_factory):
 
     torch.manual_seed(0)
     cfg = DPTConfig(
-        hidden_size=16, num_hidden_layers=4, num_attention_heads=2, intermediate_size=32,
-        image_size=32, patch_size=8, backbone_out_indices=[0, 1, 2, 3], neck_hidden_sizes=[8, 8, 16, 16],
-        fusion_hidden_size=8, initializer_range=0.5,  # large init so the ReLU head is not all zeros
+        hidden_size=16,
+        num_hidden_layers=4,
+        num_attention_heads=2,
+        intermediate_size=32,
+        image_size=32,
+        patch_size=8,
+        backbone_out_indices=[0, 1, 2, 3],
+        neck_hidden_sizes=[8, 8, 16, 16],
+        fusion_hidden_size=8,
+        initializer_range=0.5,  # large init so the ReLU head is not all zeros
     )
     folder = tmp_path_factory.mktemp("dpt")
     DPTForDepthEstimation(cfg).eval().save_pretrained(folder)

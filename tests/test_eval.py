@@ -77,8 +77,23 @@ def _rows(out):
 def test_cli_end_to_end(data, tiny_ckpt, tmp_path, monkeypatch):
     ckpt, gen = tiny_ckpt
     out = tmp_path / "runs" / "eval" / "t"
-    argv = ["eval", "--data", str(data), "--split", "val", "--checkpoint", str(ckpt), "--identity",
-            "--out", str(out), "--alexnet-weights", str(tmp_path / "absent.pth"), "--crops", "--grid-rows", "2"]
+    argv = [
+        "eval",
+        "--data",
+        str(data),
+        "--split",
+        "val",
+        "--checkpoint",
+        str(ckpt),
+        "--identity",
+        "--out",
+        str(out),
+        "--alexnet-weights",
+        str(tmp_path / "absent.pth"),
+        "--crops",
+        "--grid-rows",
+        "2",
+    ]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("eval", run_name="__main__")  # what `python -m eval` runs
@@ -102,7 +117,11 @@ def test_cli_end_to_end(data, tiny_ckpt, tmp_path, monkeypatch):
         # Checkpoint: a direct forward pass of the same generator.
         with torch.no_grad():
             x = torch.from_numpy(original.transpose(2, 0, 1)[None]).float()
-            d = torch.from_numpy(_crop(np.asarray(Image.open(data / "val" / "depth" / f"{i}.png"), dtype=np.float64) / 65535.0)[None, None]).float()
+            d = torch.from_numpy(
+                _crop(np.asarray(Image.open(data / "val" / "depth" / f"{i}.png"), dtype=np.float64) / 65535.0)[
+                    None, None
+                ]
+            ).float()
             y = gen(x, d)[0].double().numpy().transpose(1, 2, 0)
         row = next(r for r in rows if r["model"] == "pytorch" and r["id"] == i)
         assert float(row["psnr"]) == pytest.approx(_hand_psnr(y, target), abs=1e-3)
@@ -214,7 +233,9 @@ def test_exported_files_go_through_load_runner(tmp_path, monkeypatch):
     files = [tmp_path / n for n in ("model.onnx", "bokeh_fp16.tflite", "bokeh_int8.tflite", "x.tflite")]
     for f in files:
         f.write_bytes(b"\0")
-    models = make_model_callables(onnx=files[0], tflite=[str(files[1]), str(files[2]), f"mine={files[3]}"], num_threads=3)
+    models = make_model_callables(
+        onnx=files[0], tflite=[str(files[1]), str(files[2]), f"mine={files[3]}"], num_threads=3
+    )
     assert list(models) == ["onnx", "tflite_fp16", "tflite_int8", "mine"]
     assert calls == [(str(f), 3) for f in files]
     assert models["tflite_fp16"](np.zeros((1, 3, 16, 16), np.float32), None).max() == 1
@@ -224,7 +245,9 @@ def test_exported_files_go_through_load_runner(tmp_path, monkeypatch):
 def test_clear_errors(data, tmp_path, capsys):
     from eval.evaluate import main
 
-    assert main(["--data", str(data), "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["--data", str(data), "--checkpoint", str(tmp_path / "missing.ckpt"), "--out", str(tmp_path / "o")]) == 2
+    )
     assert "missing.ckpt" in capsys.readouterr().err
     assert main(["--data", str(tmp_path / "nodata"), "--identity", "--out", str(tmp_path / "o")]) == 2
     assert "nodata" in capsys.readouterr().err

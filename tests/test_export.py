@@ -85,19 +85,41 @@ def tiny_ckpt(tmp_path_factory):
 def exported(tmp_path_factory, tiny_ckpt, data_dir):
     """The full default export: onnx2tf, fp32 + fp16 + int8, through the command line."""
     out = tmp_path_factory.mktemp("models") / "tiny_onnx2tf"
-    rc = main(["--checkpoint", str(tiny_ckpt), "--size", "64x96", "--out", str(out), "--precisions", "fp32,fp16,int8",
-               "--calib-data", str(data_dir),
-               "--calib-samples", "3", "--parity-samples", "2"])
+    rc = main(
+        [
+            "--checkpoint",
+            str(tiny_ckpt),
+            "--size",
+            "64x96",
+            "--out",
+            str(out),
+            "--precisions",
+            "fp32,fp16,int8",
+            "--calib-data",
+            str(data_dir),
+            "--calib-samples",
+            "3",
+            "--parity-samples",
+            "2",
+        ]
+    )
     assert rc == 0
     return out
 
 
 # ---------------------------------------------------------------------------- the successful export
 
+
 def test_export_writes_every_file_and_a_manifest_per_schema(exported, tiny_ckpt):
     names = sorted(p.name for p in exported.iterdir())
-    assert names == ["bokeh_fp16.tflite", "bokeh_fp32.tflite", "bokeh_int8.tflite", "manifest.json", "model.onnx",
-                     "model.safetensors"]
+    assert names == [
+        "bokeh_fp16.tflite",
+        "bokeh_fp32.tflite",
+        "bokeh_int8.tflite",
+        "manifest.json",
+        "model.onnx",
+        "model.safetensors",
+    ]
     # the weights for fine-tuning are the checkpoint's, loadable without unpickling
     reloaded = load_generator(exported / "model.safetensors")
     for k, w in _tiny_generator().state_dict().items():
@@ -131,7 +153,9 @@ def test_export_writes_every_file_and_a_manifest_per_schema(exported, tiny_ckpt)
         assert "STRIDED_SLICE" not in census  # SimpleGate without channel slices
         assert census["TRANSPOSE_CONV"] == n_up
         assert "TRANSPOSE" not in census  # onnx2tf lays the graph out as NHWC: no layout shuffling
-    assert m["variants"]["int8"]["size_bytes"] < m["variants"]["fp16"]["size_bytes"] < m["variants"]["fp32"]["size_bytes"]
+    assert (
+        m["variants"]["int8"]["size_bytes"] < m["variants"]["fp16"]["size_bytes"] < m["variants"]["fp32"]["size_bytes"]
+    )
 
 
 def test_runners_agree_with_pytorch_on_a_dataset_sample(exported, tiny_ckpt, data_dir):
@@ -164,8 +188,22 @@ def test_benchmark_times_every_runtime_in_one_run(exported, tmp_path, capsys):
     from eval.benchmark import main as benchmark
 
     out = tmp_path / "bench.json"
-    rc = benchmark(["--tflite", str(exported / "bokeh_fp32.tflite"), "--tflite", str(exported / "bokeh_int8.tflite"),
-                    "--size", "64x96", "--runs", "2", "--warmup", "1", "--json", str(out)])
+    rc = benchmark(
+        [
+            "--tflite",
+            str(exported / "bokeh_fp32.tflite"),
+            "--tflite",
+            str(exported / "bokeh_int8.tflite"),
+            "--size",
+            "64x96",
+            "--runs",
+            "2",
+            "--warmup",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
     assert rc == 0
     result = json.loads(out.read_text())
     rows = {(r["runtime"], r["precision"]): r for r in result["results"]}
@@ -193,6 +231,7 @@ def test_every_exported_file_ran_fully_on_the_gpu_accelerator(exported):
 
 def test_gpu_run_gate_verdicts():
     """check_gpu_run on hand-made runs: fallback to the CPU fails, as does a PSNR under the budget."""
+
     def run(full):
         return GpuRun("dev", "Vulkan", "CPU", "test", full, 0.0, [0.0], [])
 
@@ -214,12 +253,23 @@ def test_gpu_run_gate_fails_on_a_model_the_gpu_cannot_run(tmp_path, data_dir, mo
     import export.pipeline as pipeline
 
     real = pipeline.gates.check_tflite_structure
-    monkeypatch.setattr(pipeline.gates, "check_tflite_structure",
-                        lambda v, insp: real(v, dataclasses.replace(insp, gpu_compatible=True)))
+    monkeypatch.setattr(
+        pipeline.gates,
+        "check_tflite_structure",
+        lambda v, insp: real(v, dataclasses.replace(insp, gpu_compatible=True)),
+    )
     out = tmp_path / "probe"
     with pytest.raises(GateError) as err:
-        export_model(_Probe("argmax"), out, (32, 48), source={}, precisions=("fp32",), parity_dir=data_dir,
-                     progress=False, gpu_run="require")
+        export_model(
+            _Probe("argmax"),
+            out,
+            (32, 48),
+            source={},
+            precisions=("fp32",),
+            parity_dir=data_dir,
+            progress=False,
+            gpu_run="require",
+        )
     assert err.value.gate == "gpu-run" and "ARG_MAX" in str(err.value), str(err.value)
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
 
@@ -238,6 +288,7 @@ def test_fp16_model_is_gpu_compatible_only_as_the_delegate_sees_it(exported):
 
 
 # ---------------------------------------------------------------------------- each gate can fail
+
 
 class _Probe(nn.Module):
     """A small image → image network whose tail uses one op chosen to break one gate."""
@@ -262,7 +313,11 @@ class _Probe(nn.Module):
 
 @pytest.mark.parametrize(
     "tail, gate, words",
-    [("erf", "builtin-ops", "FlexErf"), ("pixelshuffle", "tensor-rank", "rank 6"), ("round", "gpu-compatibility", "ROUND")],
+    [
+        ("erf", "builtin-ops", "FlexErf"),
+        ("pixelshuffle", "tensor-rank", "rank 6"),
+        ("round", "gpu-compatibility", "ROUND"),
+    ],
 )
 def test_structural_gates_fail_with_a_clear_message_and_leave_nothing(tmp_path, data_dir, tail, gate, words):
     out = tmp_path / "probe"
@@ -311,8 +366,9 @@ def test_parity_gate_fails_on_a_perturbed_tflite_and_keeps_the_previous_export(e
     real = pipeline.convert_tflite
     monkeypatch.setattr(pipeline, "convert_tflite", lambda *a, **k: _perturbed(real(*a, **k)))
     with pytest.raises(GateError) as err:
-        export_model(_tiny_generator(), exported, SIZE, source={}, precisions=("fp32",), parity_dir=data_dir,
-                     progress=False)
+        export_model(
+            _tiny_generator(), exported, SIZE, source={}, precisions=("fp32",), parity_dir=data_dir, progress=False
+        )
     assert err.value.gate == "tflite-parity" and "PSNR vs PyTorch" in str(err.value) and ">= 60 dB" in str(err.value)
     # The failed re-export into an existing folder left the earlier, good export untouched.
     assert (exported / "manifest.json").read_text() == manifest_before
@@ -341,8 +397,18 @@ def test_onnx_parity_gate_fails_on_a_perturbed_onnx(exported, data_dir, tmp_path
 
 def test_missing_checkpoint_is_a_clear_error_and_writes_nothing(tmp_path, data_dir, capsys):
     out = tmp_path / "model"
-    rc = main(["--checkpoint", str(tmp_path / "nope.ckpt"), "--size", "64x96", "--out", str(out),
-               "--calib-data", str(data_dir)])
+    rc = main(
+        [
+            "--checkpoint",
+            str(tmp_path / "nope.ckpt"),
+            "--size",
+            "64x96",
+            "--out",
+            str(out),
+            "--calib-data",
+            str(data_dir),
+        ]
+    )
     assert rc == 2
     assert "nope.ckpt" in capsys.readouterr().err
     assert not out.exists()
@@ -350,8 +416,20 @@ def test_missing_checkpoint_is_a_clear_error_and_writes_nothing(tmp_path, data_d
 
 def test_a_folder_that_is_not_an_export_is_never_replaced(tmp_path, tiny_ckpt, data_dir, capsys):
     (tmp_path / "notes.txt").write_text("keep me")
-    rc = main(["--checkpoint", str(tiny_ckpt), "--size", "64x96", "--out", str(tmp_path), "--precisions", "fp32",
-               "--parity-data", str(data_dir)])
+    rc = main(
+        [
+            "--checkpoint",
+            str(tiny_ckpt),
+            "--size",
+            "64x96",
+            "--out",
+            str(tmp_path),
+            "--precisions",
+            "fp32",
+            "--parity-data",
+            str(data_dir),
+        ]
+    )
     assert rc == 2 and "not an exported model" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
 
@@ -366,8 +444,20 @@ def test_out_where_one_cannot_write_is_one_clear_error(tmp_path, tiny_ckpt, data
 
     monkeypatch.setattr(pipeline.tempfile, "mkdtemp", refuse)
     out = tmp_path / "ro" / "model"
-    rc = main(["--checkpoint", str(tiny_ckpt), "--size", "64x96", "--out", str(out), "--precisions", "fp32",
-               "--parity-data", str(data_dir)])
+    rc = main(
+        [
+            "--checkpoint",
+            str(tiny_ckpt),
+            "--size",
+            "64x96",
+            "--out",
+            str(out),
+            "--precisions",
+            "fp32",
+            "--parity-data",
+            str(data_dir),
+        ]
+    )
     err = capsys.readouterr().err
     assert rc == 2 and f"--out {out}: cannot write in {out.parent} (Permission denied)" in err, err
     assert "Traceback" not in err
@@ -375,12 +465,25 @@ def test_out_where_one_cannot_write_is_one_clear_error(tmp_path, tiny_ckpt, data
 
 def test_int8_without_calibration_data_is_refused(tmp_path, tiny_ckpt, data_dir, capsys):
     out = tmp_path / "model"
-    rc = main(["--checkpoint", str(tiny_ckpt), "--size", "64x96", "--out", str(out), "--parity-data", str(data_dir),
-               "--precisions", "fp16,int8"])
+    rc = main(
+        [
+            "--checkpoint",
+            str(tiny_ckpt),
+            "--size",
+            "64x96",
+            "--out",
+            str(out),
+            "--parity-data",
+            str(data_dir),
+            "--precisions",
+            "fp16,int8",
+        ]
+    )
     assert rc == 2 and "--calib-data" in capsys.readouterr().err and not out.exists()
 
 
 # ---------------------------------------------------------------------------- the pieces
+
 
 def test_gate_thresholds_and_psnr():
     # PSNR of a constant error e against peak 1 is -20 log10(e): 0.1 -> 20 dB, 0.001 -> 60 dB.
@@ -458,15 +561,31 @@ def test_parse_size():
 def test_onnx_tf_export_every_precision(tmp_path, tiny_ckpt, data_dir):
     """The paper's converter: NCHW in and out, TRANSPOSE ops around the convolutions."""
     out = tmp_path / "tiny_onnx_tf"
-    rc = main(["--checkpoint", str(tiny_ckpt), "--size", "64x96", "--out", str(out), "--converter", "onnx-tf",
-               "--calib-data", str(data_dir), "--calib-samples", "3"])
+    rc = main(
+        [
+            "--checkpoint",
+            str(tiny_ckpt),
+            "--size",
+            "64x96",
+            "--out",
+            str(out),
+            "--converter",
+            "onnx-tf",
+            "--calib-data",
+            str(data_dir),
+            "--calib-samples",
+            "3",
+        ]
+    )
     assert rc == 0
     m = read_manifest(out)
     assert m["converter"] == "onnx-tf" and m["inputs"][0]["layout"] == "NCHW"
     assert [i["shape"] for i in m["inputs"]] == [[1, 3, 64, 96], [1, 1, 64, 96]]
     sample = load_sample(data_dir, "4", SIZE)
     with torch.no_grad():
-        ref = load_generator(tiny_ckpt).generator(torch.from_numpy(sample.image), torch.from_numpy(sample.depth)).numpy()
+        ref = (
+            load_generator(tiny_ckpt).generator(torch.from_numpy(sample.image), torch.from_numpy(sample.depth)).numpy()
+        )
     for precision, v in m["variants"].items():
         assert v["gpu_compatible"] and v["flex_ops"] == [] and v["max_tensor_rank"] <= 4
         assert v["op_census"]["TRANSPOSE"] > 0
@@ -486,8 +605,25 @@ def test_lens_model_exports_with_a_documented_lens_input(tmp_path, data_dir):
     ckpt = tmp_path / "lens.pt"
     torch.save({"generator": gen.state_dict(), "arch": {**TINY_ARCH, "lens_input": True}}, ckpt)
     out = tmp_path / "lens_model"
-    assert main(["--checkpoint", str(ckpt), "--size", "64x96", "--out", str(out), "--calib-data", str(data_dir),
-                 "--calib-samples", "3", "--parity-samples", "2"]) == 0
+    assert (
+        main(
+            [
+                "--checkpoint",
+                str(ckpt),
+                "--size",
+                "64x96",
+                "--out",
+                str(out),
+                "--calib-data",
+                str(data_dir),
+                "--calib-samples",
+                "3",
+                "--parity-samples",
+                "2",
+            ]
+        )
+        == 0
+    )
     manifest = read_manifest(out)
     lens_spec = manifest["inputs"][2]
     assert lens_spec["name"] == "lens" and lens_spec["values"] == ["d_f", "K", "dof"]
@@ -502,8 +638,14 @@ def test_lens_model_exports_with_a_documented_lens_input(tmp_path, data_dir):
     # Every file follows PyTorch for two different lenses, and the lens matters.
     lenses = [np.array(v, np.float32) for v in ([0.9, 3.0, 0.0], [0.1, 6.0, 0.2])]
     with torch.no_grad():
-        refs = [gen(torch.from_numpy(sample.image), torch.from_numpy(sample.depth),
-                    torch.from_numpy(lens.reshape(1, 3, 1, 1))).numpy() for lens in lenses]
+        refs = [
+            gen(
+                torch.from_numpy(sample.image),
+                torch.from_numpy(sample.depth),
+                torch.from_numpy(lens.reshape(1, 3, 1, 1)),
+            ).numpy()
+            for lens in lenses
+        ]
     assert np.abs(refs[0] - refs[1]).max() > 1e-3
     # The file's input tensors come in the manifest's order (tools read the frame size off input 0).
     from ai_edge_litert.interpreter import Interpreter

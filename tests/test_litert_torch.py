@@ -35,8 +35,9 @@ from training.model import NAFNet
 SIZE = (64, 96)
 TINY_ARCH = {"width": 4, "enc_blocks": (1, 1, 1, 1), "middle_blocks": 1, "dec_blocks": (1, 1, 1, 1)}
 
-needs_env = pytest.mark.skipif(not (VENV / "bin" / "python").is_file(),
-                               reason=f"needs the optional {VENV.name}: run `make venv-litert-torch`")
+needs_env = pytest.mark.skipif(
+    not (VENV / "bin" / "python").is_file(), reason=f"needs the optional {VENV.name}: run `make venv-litert-torch`"
+)
 
 
 def _tiny_generator(lens_input: bool, seed: int = 0) -> NAFNet:
@@ -64,8 +65,9 @@ def test_arch_rebuilds_the_generator():
 @needs_env
 # ~15 s each on 2 busy cores (a child process importing torch and litert-torch, three precisions):
 # the lens model, the shipped kind, runs by default; the paper's depth-only one with -m slow.
-@pytest.mark.parametrize("lens_input", [pytest.param(True, id="lens"),
-                                        pytest.param(False, id="depth-only", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "lens_input", [pytest.param(True, id="lens"), pytest.param(False, id="depth-only", marks=pytest.mark.slow)]
+)
 def test_tiny_generator_converts_faithfully(tmp_path, tiny_dataset, lens_input):
     gen = _tiny_generator(lens_input)
     train, val = tiny_dataset / "train", tiny_dataset / "val"

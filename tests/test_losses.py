@@ -179,8 +179,13 @@ def test_ssim_loss_matches_scikit_image() -> None:
     ref = np.mean(
         [
             structural_similarity(
-                x[i].numpy(), y[i].numpy(), gaussian_weights=True, sigma=1.5,
-                use_sample_covariance=False, data_range=1.0, channel_axis=0,
+                x[i].numpy(),
+                y[i].numpy(),
+                gaussian_weights=True,
+                sigma=1.5,
+                use_sample_covariance=False,
+                data_range=1.0,
+                channel_axis=0,
             )
             for i in range(2)
         ]
@@ -196,8 +201,13 @@ def test_ssim_loss_matches_scikit_image() -> None:
 
 def test_vgg19_features_parameter_count_and_keys() -> None:
     # torchvision vgg19 cfg "E" conv layers, (in, out): 3·3 kernels + bias each.
-    convs = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256)] + [(256, 256)] * 3 \
-        + [(256, 512)] + [(512, 512)] * 3 + [(512, 512)] * 4
+    convs = (
+        [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256)]
+        + [(256, 256)] * 3
+        + [(256, 512)]
+        + [(512, 512)] * 3
+        + [(512, 512)] * 4
+    )
     by_hand = sum(i * o * 9 + o for i, o in convs)
     assert by_hand == 20_024_384  # 1792 + 36928 + 73856 + 147584 + 295168 + 3·590080 + ...
     v = VGG19Features()

@@ -25,8 +25,9 @@ from PIL import Image
 from eval import matte as em
 
 REPO = Path(__file__).resolve().parent.parent
-needs_npm = pytest.mark.skipif(not em.NPM_SOURCE.is_file(),
-                               reason=f"missing {em.NPM_SOURCE.relative_to(REPO)}: run `bash web_demo/setup.sh`")
+needs_npm = pytest.mark.skipif(
+    not em.NPM_SOURCE.is_file(), reason=f"missing {em.NPM_SOURCE.relative_to(REPO)}: run `bash web_demo/setup.sh`"
+)
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +73,11 @@ def test_bad_sources_are_one_line_errors(tmp_path, capsys):
         z.writestr("mediapipe/__init__.py", "")
     not_tflite = tmp_path / "model.tflite"
     not_tflite.write_bytes(b"not a flatbuffer at all")
-    for src, msg in [(wheel, f"no {em.WHEEL_MEMBER} in it"), (not_tflite, "not a .tflite file"),
-                     (tmp_path / "missing.tflite", "no such file")]:
+    for src, msg in [
+        (wheel, f"no {em.WHEEL_MEMBER} in it"),
+        (not_tflite, "not a .tflite file"),
+        (tmp_path / "missing.tflite", "no such file"),
+    ]:
         assert em.main(["prepare", "--from", str(src), "--out", str(tmp_path / "out")]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and str(src) in err and msg in err, err

@@ -52,7 +52,9 @@ def _structured_pair(rng: np.random.Generator, b: int = 2, h: int = 48, w: int =
 
 def _sk_ssim(p: np.ndarray, t: np.ndarray, gaussian: bool = True) -> float:
     if gaussian:
-        return structural_similarity(t, p, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1)
+        return structural_similarity(
+            t, p, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1, channel_axis=-1
+        )
     return structural_similarity(t, p, data_range=1, channel_axis=-1)  # the 7×7 uniform-window default
 
 
@@ -64,7 +66,9 @@ def _sk_ssim(p: np.ndarray, t: np.ndarray, gaussian: bool = True) -> float:
 def test_psnr_ssim_match_scikit_image(make, dtype):
     pred, target = make(np.random.default_rng(1))
     pred, target = pred.astype(dtype), target.astype(dtype)
-    ref_psnr = [peak_signal_noise_ratio(t.astype(np.float64), p.astype(np.float64), data_range=1) for p, t in zip(pred, target)]
+    ref_psnr = [
+        peak_signal_noise_ratio(t.astype(np.float64), p.astype(np.float64), data_range=1) for p, t in zip(pred, target)
+    ]
     ref_ssim = [_sk_ssim(p.astype(np.float64), t.astype(np.float64)) for p, t in zip(pred, target)]
 
     per_psnr = psnr(_nchw(pred), _nchw(target), reduction="none")
@@ -167,7 +171,9 @@ def test_alexnet_features_parameter_count_matches_torchvision():
     assert 61_100_840 - classifier == by_hand
     assert sum(p.numel() for p in AlexNetFeatures().parameters()) == by_hand
     # State-dict keys are torchvision's, so alexnet-owt-7be5be79.pth loads by name.
-    assert list(AlexNetFeatures().state_dict()) == [f"features.{i}.{t}" for i, *_ in ALEX_CONVS for t in ("weight", "bias")]
+    assert list(AlexNetFeatures().state_dict()) == [
+        f"features.{i}.{t}" for i, *_ in ALEX_CONVS for t in ("weight", "bias")
+    ]
 
 
 def _random_weight_files(tmp_path, seed: int = 0):
@@ -176,7 +182,9 @@ def _random_weight_files(tmp_path, seed: int = 0):
     rng = np.random.default_rng(seed)
     alex = OrderedDict()
     for idx, o, i, k in ALEX_CONVS:
-        alex[f"features.{idx}.weight"] = torch.from_numpy(rng.normal(0, math.sqrt(2 / (i * k * k)), (o, i, k, k)).astype(np.float32))
+        alex[f"features.{idx}.weight"] = torch.from_numpy(
+            rng.normal(0, math.sqrt(2 / (i * k * k)), (o, i, k, k)).astype(np.float32)
+        )
         alex[f"features.{idx}.bias"] = torch.from_numpy(rng.normal(0, 0.05, o).astype(np.float32))
     alex["classifier.1.weight"] = torch.zeros(4, 4)
     lin = OrderedDict(
@@ -272,7 +280,10 @@ def test_missing_weights_are_reported_not_invented(no_default_weights, tmp_path)
     alex_path, lin_path, _, _ = _random_weight_files(tmp_path)
     model, reason = load_lpips()
     assert model is None
-    assert "alexnet-owt-7be5be79.pth" in reason and "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in reason
+    assert (
+        "alexnet-owt-7be5be79.pth" in reason
+        and "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in reason
+    )
     assert "lpips/weights/v0.1/alex.pth" in reason
     assert str(tmp_path / "torch_home" / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth") in reason
 

@@ -124,8 +124,24 @@ def test_safetensors_checkpoint_runs_at_a_chosen_size(tmp_path):
     _save(tmp_path / "photos", "p", photo, None)
     _save(tmp_path / "depths", "p", depth, None)  # --depth DIR holding <id>.png
     out = tmp_path / "out"
-    assert main([str(tmp_path / "photos"), "--depth", str(tmp_path / "depths"), "--checkpoint", str(ckpt),
-                 "--size", "64x96", "--out", str(out), "--threads", "1"]) == 0
+    assert (
+        main(
+            [
+                str(tmp_path / "photos"),
+                "--depth",
+                str(tmp_path / "depths"),
+                "--checkpoint",
+                str(ckpt),
+                "--size",
+                "64x96",
+                "--out",
+                str(out),
+                "--threads",
+                "1",
+            ]
+        )
+        == 0
+    )
     result = np.asarray(Image.open(out / "p.bokeh.png"))
     assert result.shape == photo.shape
     assert np.array_equal(result[subject], photo[subject])
@@ -212,17 +228,19 @@ def test_depth_from_a_depth_model(tmp_path):
     photo[:, : W // 2] //= 4  # a dark left half: far
     out = render_photo(photo, model="blend", size=SIZE, depth_model=(Brightness(), DPTPreprocess(32, 48)))
     assert out.depth.shape == (H, W) and out.depth.min() == 0.0 and out.depth.max() == 1.0
-    assert out.depth[:, : W // 2 - 4].mean() < 0.3 < 0.6 < out.depth[:, W // 2 + 4:].mean()
+    assert out.depth[:, : W // 2 - 4].mean() < 0.3 < 0.6 < out.depth[:, W // 2 + 4 :].mean()
 
 
 def _png_header(path: Path, width: int, height: int) -> None:
     """A PNG that claims width x height but holds almost nothing (a decompression bomb's header)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
+    )
 
 
 def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str, str]]:
@@ -244,18 +262,33 @@ def _bad_inputs(tmp: Path) -> dict[str, tuple[list[str], str, str]]:
         "truncated": ([str(truncated)], "t.png", "truncated"),
         "missing depth": ([str(no_depth)], "n.png", "pass --depth FILE_OR_DIR"),
         "depth aspect": ([str(square)], "s.depth.png", "aspect ratios differ"),
-        "over 50 Mpx": ([str(tmp / "huge.png"), "--depth", str(good.with_name("p.depth.png"))], "huge.png",
-                        "over the 50 Mpx limit"),
+        "over 50 Mpx": (
+            [str(tmp / "huge.png"), "--depth", str(good.with_name("p.depth.png"))],
+            "huge.png",
+            "over the 50 Mpx limit",
+        ),
         "out is a file": ([str(good), "--out", str(tmp / "a_file")], "a_file", "is a file, not a folder"),
         "no such photo": ([str(tmp / "nope.jpg")], "nope.jpg", "no such file"),
         "focus outside": ([str(good), "--focus", "1.5,0.5"], "1.5,0.5", "in [0, 1]"),
-        "missing DPT weights": ([str(no_depth), "--depth-model", str(tmp / "empty_weights")], "empty_weights",
-                                "not found locally"),
+        "missing DPT weights": (
+            [str(no_depth), "--depth-model", str(tmp / "empty_weights")],
+            "empty_weights",
+            "not found locally",
+        ),
     }
 
 
-CASES = ["unreadable", "truncated", "missing depth", "depth aspect", "over 50 Mpx", "out is a file", "no such photo",
-         "focus outside", "missing DPT weights"]
+CASES = [
+    "unreadable",
+    "truncated",
+    "missing depth",
+    "depth aspect",
+    "over 50 Mpx",
+    "out is a file",
+    "no such photo",
+    "focus outside",
+    "missing DPT weights",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -274,8 +307,22 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, case):
 def test_command_line_error_has_no_traceback(tmp_path):
     """The same, through `python -m eval.render` (what a user runs)."""
     (tmp_path / "garbage.jpg").write_bytes(b"\xff\xd8 not really")
-    run = subprocess.run([sys.executable, "-m", "eval.render", str(tmp_path / "garbage.jpg"), "--out", str(tmp_path / "out"),
-                          "--renderer", "blend"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eval.render",
+            str(tmp_path / "garbage.jpg"),
+            "--out",
+            str(tmp_path / "out"),
+            "--renderer",
+            "blend",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2
     assert "Traceback" not in run.stderr and "garbage.jpg: not a readable image" in run.stderr, run.stderr
 

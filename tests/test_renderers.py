@@ -136,12 +136,12 @@ def test_disk_kernel_is_radius_exact(radius):
     lens = LensParams(K=1.0, d_f=0.5)
     k = aperture_kernel(radius, lens).numpy()
     R = k.shape[0] // 2
-    y, x = np.mgrid[-R:R + 1, -R:R + 1]
+    y, x = np.mgrid[-R : R + 1, -R : R + 1]
     rho = np.hypot(x, y)
     assert k.sum() == pytest.approx(1.0)
     # second moment of a uniform disk is r^2 / 2, plus the pixel's own 1/12 per axis
-    m2 = (k * rho ** 2).sum()
-    assert m2 == pytest.approx(radius ** 2 / 2 + 1 / 6, rel=0.02, abs=0.02)
+    m2 = (k * rho**2).sum()
+    assert m2 == pytest.approx(radius**2 / 2 + 1 / 6, rel=0.02, abs=0.02)
     assert k[rho > radius + 0.75].sum() == 0.0
     if radius > 2:
         inner = k[rho < radius - 0.75]
@@ -155,11 +155,11 @@ def test_polygon_kernel_matches_independent_polygon(blades, rotation):
     k = aperture_kernel(R, lens).numpy()
     c = k.shape[0] // 2
     sub = 8
-    ys, xs = np.mgrid[0:k.shape[0] * sub, 0:k.shape[1] * sub]
+    ys, xs = np.mgrid[0 : k.shape[0] * sub, 0 : k.shape[1] * sub]
     px, py = (xs + 0.5) / sub - 0.5 - c, (ys + 0.5) / sub - 0.5 - c
     cover = inside_polygon(px, py, polygon_vertices(0.0, 0.0, R, blades, rotation))
     cover = cover.reshape(k.shape[0], sub, k.shape[1], sub).mean(axis=(1, 3))
-    area = blades / 2 * R ** 2 * math.sin(2 * math.pi / blades)
+    area = blades / 2 * R**2 * math.sin(2 * math.pi / blades)
     assert cover.sum() == pytest.approx(area, rel=0.01)
     assert np.abs(k - cover / cover.sum()).max() < 0.05 * k.max()
 
@@ -185,14 +185,23 @@ def _measure(out: torch.Tensor, gamma: float):
     lin = out[0, 0].double() ** gamma
     n = lin.shape[0]
     y, x = torch.meshgrid(torch.arange(n) - n // 2, torch.arange(n) - n // 2, indexing="ij")
-    rho2 = (x ** 2 + y ** 2).double()
+    rho2 = (x**2 + y**2).double()
     plateau = lin[rho2 <= 4].mean()
     area = float((lin > 0.5 * plateau).sum())
     return float(lin.sum()), area, float((lin * rho2).sum() / lin.sum()), lin
 
 
-@pytest.mark.parametrize("name,K", [("scatter", 20.0), ("scatter", 36.0), ("ground_truth", 20.0),
-                                    ("ground_truth", 31.0), ("layered", 20.0), ("layered", 32.0)])
+@pytest.mark.parametrize(
+    "name,K",
+    [
+        ("scatter", 20.0),
+        ("scatter", 36.0),
+        ("ground_truth", 20.0),
+        ("ground_truth", 31.0),
+        ("layered", 20.0),
+        ("layered", 32.0),
+    ],
+)
 @pytest.mark.parametrize("aperture", ["disk", "polygon"])
 def test_point_renders_as_the_aperture(name, K, aperture):
     """A bright point at d renders as the aperture of radius K|d - d_f| (within 1 px), energy kept to 1 %.
@@ -206,7 +215,7 @@ def test_point_renders_as_the_aperture(name, K, aperture):
     lens = LensParams(K=K, d_f=d_f, gamma=gamma, aperture=aperture, blades=6, rotation=0.2)
     img, disp = _point_scene(value, d)
     energy, area, m2, lin = _measure(get_renderer(name).render(img, disp, lens), gamma)
-    assert energy == pytest.approx(value ** gamma, rel=0.01)
+    assert energy == pytest.approx(value**gamma, rel=0.01)
     if aperture == "disk":
         assert math.sqrt(area / math.pi) == pytest.approx(r, abs=1.0)
         assert math.sqrt(2 * m2) == pytest.approx(r, abs=1.0)  # a disk has E[rho^2] = r^2 / 2
@@ -231,7 +240,7 @@ def test_blend_point_has_the_disk_second_moment():
         lens = LensParams(K=K, d_f=0.7, gamma=gamma)
         img, disp = _point_scene(value, 0.2)
         energy, _, m2, _ = _measure(BlendRenderer(reference_width=128).render(img, disp, lens), gamma)
-        assert energy == pytest.approx(value ** gamma, rel=0.01)
+        assert energy == pytest.approx(value**gamma, rel=0.01)
         assert math.sqrt(2 * m2) == pytest.approx(r, abs=0.5)
 
 
@@ -242,8 +251,9 @@ def _edge_scene(fg_d: float, bg_d: float, h: int = 64, w: int = 96):
     img[0, 1] = 0.2
     img[0, 2] = 0.05
     # textured blue background on the right
-    img[0, :, :, w // 2:] = torch.tensor([0.05, 0.3, 0.6]).view(3, 1, 1) \
-        + torch.tensor([0.0, 0.2, 0.35]).view(3, 1, 1) * torch.rand(1, h, w - w // 2, generator=g)
+    img[0, :, :, w // 2 :] = torch.tensor([0.05, 0.3, 0.6]).view(3, 1, 1) + torch.tensor([0.0, 0.2, 0.35]).view(
+        3, 1, 1
+    ) * torch.rand(1, h, w - w // 2, generator=g)
     disp = torch.full((1, 1, h, w), bg_d)
     disp[..., : w // 2] = fg_d
     return img, disp
@@ -333,8 +343,8 @@ def test_batch_with_per_image_lenses_matches_single_renders():
         r = get_renderer(name)
         both = r.render(img, disp, lenses)
         for b in range(2):
-            one = r.render(img[b:b + 1], disp[b:b + 1], lenses[b])
-            assert torch.allclose(both[b:b + 1], one, atol=1e-6), name
+            one = r.render(img[b : b + 1], disp[b : b + 1], lenses[b])
+            assert torch.allclose(both[b : b + 1], one, atol=1e-6), name
         assert both.min() >= 0 and both.max() <= 1
         with pytest.raises(ValueError, match="list of 2"):
             r.render(img, disp, lenses[:1])

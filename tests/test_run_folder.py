@@ -16,9 +16,27 @@ from training.__main__ import main
 
 
 def _args(config, root, out, *extra):
-    return ["fit", "--config", config, "--config", QUICK, *TINY_CLI, "--data.root", str(root), "--data.crop_size", "64",
-            "--data.batch_size", "2", "--trainer.logger.init_args.save_dir", str(out), "--trainer.max_steps", "2",
-            "--trainer.enable_progress_bar", "false", *extra]
+    return [
+        "fit",
+        "--config",
+        config,
+        "--config",
+        QUICK,
+        *TINY_CLI,
+        "--data.root",
+        str(root),
+        "--data.crop_size",
+        "64",
+        "--data.batch_size",
+        "2",
+        "--trainer.logger.init_args.save_dir",
+        str(out),
+        "--trainer.max_steps",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -78,11 +96,29 @@ def test_resume_keeps_the_metrics_history(data, tmp_path):
     uninterrupted run has (the killed run's rows before step 4, the resumed run's from step 4)."""
     out, log = tmp_path / "runs", tmp_path / "steps.log"
     env = {**os.environ, "BOKEH_STEP_LOG": str(log)}
-    base = [sys.executable, "-m", "training", *_args(STAGE1, data, out, "--trainer.max_steps", "6",
-            "--trainer.log_every_n_steps", "1", "--trainer.callbacks.init_args.every_n_train_steps", "2")]
-    killed = subprocess.run([*base, "--trainer.callbacks+=tests.kill_callback.KillAtStep",
-                             "--trainer.callbacks.init_args.step", "5"],
-                            env=env, cwd=REPO, capture_output=True, text=True)
+    base = [
+        sys.executable,
+        "-m",
+        "training",
+        *_args(
+            STAGE1,
+            data,
+            out,
+            "--trainer.max_steps",
+            "6",
+            "--trainer.log_every_n_steps",
+            "1",
+            "--trainer.callbacks.init_args.every_n_train_steps",
+            "2",
+        ),
+    ]
+    killed = subprocess.run(
+        [*base, "--trainer.callbacks+=tests.kill_callback.KillAtStep", "--trainer.callbacks.init_args.step", "5"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == 137, killed.stderr[-3000:]
     metrics = out / "stage1" / "metrics.csv"
     with open(metrics) as f:
@@ -101,8 +137,9 @@ def test_resume_keeps_the_metrics_history(data, tmp_path):
         reference = [r for r in csv.DictReader(f)]
 
     def rows(rs):
-        return sorted((int(r["step"]), tuple(sorted(k for k, v in r.items() if v and k not in ("step", "epoch"))))
-                      for r in rs)
+        return sorted(
+            (int(r["step"]), tuple(sorted(k for k, v in r.items() if v and k not in ("step", "epoch")))) for r in rs
+        )
 
     assert rows(after) == rows(reference)
     # The rows before the checkpoint's step are the killed run's own, untouched.
@@ -115,8 +152,19 @@ def test_ckpt_path_of_another_stage_is_refused(data, stage1_run, tmp_path):
 
     _, ckpts = stage1_run
     with pytest.raises(ResumeMismatchError) as e:
-        main(_args(STAGE2, data, tmp_path / "runs", "--model.vgg_weight", "0", "--model.init_generator", "null",
-                   "--ckpt_path", str(ckpts / "last.ckpt")))
+        main(
+            _args(
+                STAGE2,
+                data,
+                tmp_path / "runs",
+                "--model.vgg_weight",
+                "0",
+                "--model.init_generator",
+                "null",
+                "--ckpt_path",
+                str(ckpts / "last.ckpt"),
+            )
+        )
     msg = str(e.value)
     assert str(ckpts / "last.ckpt") in msg
     assert "model.adv_weight=0.0 (config: 1.0)" in msg and "stage-1 checkpoint" in msg
@@ -136,8 +184,19 @@ def test_ckpt_path_may_change_a_speed_lever(data, stage1_run, tmp_path):
     """channels_last changes how a step runs, not what it computes: a resume may change it, and the
     config's value (not the checkpoint's) is the one used."""
     _, ckpts = stage1_run
-    cli = main(_args(STAGE1, data, tmp_path / "runs", "--trainer.max_steps", "3", "--model.channels_last", "true",
-                     "--ckpt_path", str(ckpts / "last.ckpt")))
+    cli = main(
+        _args(
+            STAGE1,
+            data,
+            tmp_path / "runs",
+            "--trainer.max_steps",
+            "3",
+            "--model.channels_last",
+            "true",
+            "--ckpt_path",
+            str(ckpts / "last.ckpt"),
+        )
+    )
     assert cli.trainer.global_step == 3 and cli.model.hparams.channels_last is True
 
 
@@ -160,9 +219,13 @@ def test_command_line_errors_are_one_line(data, stage1_run, tmp_path):
     out, _ = stage1_run
     empty = tmp_path / "last.ckpt"
     empty.write_bytes(b"")
-    for extra, expect in ((["--trainer.logger.init_args.save_dir", str(out)], "already holds a run"),
-                          (["--trainer.logger.init_args.save_dir", str(tmp_path / "r"), "--ckpt_path", str(empty)],
-                           f"{empty}: empty checkpoint file")):
+    for extra, expect in (
+        (["--trainer.logger.init_args.save_dir", str(out)], "already holds a run"),
+        (
+            ["--trainer.logger.init_args.save_dir", str(tmp_path / "r"), "--ckpt_path", str(empty)],
+            f"{empty}: empty checkpoint file",
+        ),
+    ):
         args = _args(STAGE1, data, out)
         p = subprocess.run([sys.executable, "-m", "training", *args, *extra], cwd=REPO, capture_output=True, text=True)
         assert p.returncode == 2, p.stderr[-2000:]

@@ -85,8 +85,9 @@ def test_shipped_files_run_fully_on_the_gpu_accelerator(scene, precision):
     if device is None:
         pytest.skip(why)
     image, depth, lens = scene
-    entry = gate_tflite(MODEL_DIR / f"bokeh_{precision}.tflite", precision,
-                        [(image, depth, lens.network_input())], device)
+    entry = gate_tflite(
+        MODEL_DIR / f"bokeh_{precision}.tflite", precision, [(image, depth, lens.network_input())], device
+    )
     assert entry["status"] == "passed" and entry["fully_accelerated"]
     assert entry["psnr_db_vs_cpu"] >= GPU_RUN_MIN_PSNR_DB[precision]
     # the manifest's record is of the same kind of run

@@ -142,8 +142,26 @@ def test_size_must_be_multiple_of_16(size, capsys):
 
 
 def test_module_runs_as_a_command(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "training.synth", "--out", str(tmp_path / "d"), "--train", "1",
-                        "--val", "0", "--size", "32x48", "--seed", "0"], cwd=ROOT, capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "training.synth",
+            "--out",
+            str(tmp_path / "d"),
+            "--train",
+            "1",
+            "--val",
+            "0",
+            "--size",
+            "32x48",
+            "--seed",
+            "0",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "d" / "train" / "bokeh" / "0.png").is_file()

@@ -26,9 +26,19 @@ def test_print_config_stage1_has_the_papers_numbers(capsys):
     assert (m["lr"], tuple(m["betas"])) == (1e-4, (0.0, 0.9))
     assert (d["batch_size"], d["crop_size"], t["max_epochs"]) == (2, 1024, 60)
     assert (m["l1_weight"], m["ssim_weight"], m["edge_diff_weight"], m["back_blur_weight"], m["fore_edge_weight"]) == (
-        0.5, 0.05, 0.005, 0.1, 0.005)
+        0.5,
+        0.05,
+        0.005,
+        0.1,
+        0.005,
+    )
     assert (m["vgg_weight"], m["adv_weight"]) == (0.0, 0.0)
-    assert (m["width"], tuple(m["enc_blocks"]), m["middle_blocks"], tuple(m["dec_blocks"])) == (8, (2, 2, 2, 20), 2, (2, 2, 2, 2))
+    assert (m["width"], tuple(m["enc_blocks"]), m["middle_blocks"], tuple(m["dec_blocks"])) == (
+        8,
+        (2, 2, 2, 20),
+        2,
+        (2, 2, 2, 2),
+    )
 
 
 def test_print_config_stage2_has_the_papers_numbers(capsys):
@@ -44,12 +54,29 @@ def test_print_config_stage2_has_the_papers_numbers(capsys):
 
 
 def _fit(config, root, out, *extra):
-    return main([
-        "fit", "--config", config, "--config", QUICK, *TINY_CLI,
-        "--data.root", str(root), "--data.crop_size", "64", "--data.batch_size", "2",
-        "--trainer.logger.init_args.save_dir", str(out), "--trainer.max_steps", "4",
-        "--trainer.enable_progress_bar", "false", *extra,
-    ])
+    return main(
+        [
+            "fit",
+            "--config",
+            config,
+            "--config",
+            QUICK,
+            *TINY_CLI,
+            "--data.root",
+            str(root),
+            "--data.crop_size",
+            "64",
+            "--data.batch_size",
+            "2",
+            "--trainer.logger.init_args.save_dir",
+            str(out),
+            "--trainer.max_steps",
+            "4",
+            "--trainer.enable_progress_bar",
+            "false",
+            *extra,
+        ]
+    )
 
 
 def test_both_stages_fit_from_the_shipped_configs(tiny_dataset, tmp_path):
@@ -62,20 +89,43 @@ def test_both_stages_fit_from_the_shipped_configs(tiny_dataset, tmp_path):
     ckpt = torch.load(ckpt_dir / "best.ckpt", weights_only=True)
     assert ckpt["config"]["model"]["l1_weight"] == 0.5  # ...and inside each checkpoint
     logged = cli1.trainer.logged_metrics
-    for key in ("train/l1", "train/ssim", "train/fore_edge", "train/edge_diff", "train/back_blur", "val/psnr", "val/ssim", "val/l1"):
+    for key in (
+        "train/l1",
+        "train/ssim",
+        "train/fore_edge",
+        "train/edge_diff",
+        "train/back_blur",
+        "val/psnr",
+        "val/ssim",
+        "val/l1",
+    ):
         assert key in logged, key
     assert list((out / "stage1" / "samples").glob("*.png"))
 
-    cli2 = _fit(STAGE2, tiny_dataset, out, "--model.init_generator", str(ckpt_dir / "best.ckpt"), "--model.vgg_weight", "0",
-                # Manual optimisation counts a generator and a critic step per batch: 8 = 4 batches.
-                "--trainer.max_steps", "8")
+    cli2 = _fit(
+        STAGE2,
+        tiny_dataset,
+        out,
+        "--model.init_generator",
+        str(ckpt_dir / "best.ckpt"),
+        "--model.vgg_weight",
+        "0",
+        # Manual optimisation counts a generator and a critic step per batch: 8 = 4 batches.
+        "--trainer.max_steps",
+        "8",
+    )
     # Stage 2 started from the stage-1 generator, not from scratch.
     s1 = {k: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
     gen2_init = cli2.model  # trained further, so compare against a fresh load instead
     from training.module import BokehGAN
 
-    fresh = BokehGAN(width=4, enc_blocks=(1, 1, 1, 1), dec_blocks=(1, 1, 1, 1), middle_blocks=1,
-                     init_generator=str(ckpt_dir / "best.ckpt"))
+    fresh = BokehGAN(
+        width=4,
+        enc_blocks=(1, 1, 1, 1),
+        dec_blocks=(1, 1, 1, 1),
+        middle_blocks=1,
+        init_generator=str(ckpt_dir / "best.ckpt"),
+    )
     for k, v in s1.items():
         torch.testing.assert_close(fresh.state_dict()[k], v)
     logged = cli2.trainer.logged_metrics
@@ -99,8 +149,16 @@ def test_every_parameter_of_generator_and_both_critics_gets_a_gradient():
     from training.losses import critic_loss, generator_adversarial_loss, gradient_penalty
     from training.module import BokehGAN
 
-    m = BokehGAN(width=4, enc_blocks=(1, 1, 1, 1), dec_blocks=(1, 1, 1, 1), middle_blocks=1,
-                 adv_weight=1.0, edge_diff_weight=0.005, fore_edge_weight=0.005, back_blur_weight=0.1)
+    m = BokehGAN(
+        width=4,
+        enc_blocks=(1, 1, 1, 1),
+        dec_blocks=(1, 1, 1, 1),
+        middle_blocks=1,
+        adv_weight=1.0,
+        edge_diff_weight=0.005,
+        fore_edge_weight=0.005,
+        back_blur_weight=0.1,
+    )
     with torch.no_grad():  # non-zero beta/gamma, else the blocks' inner weights get no gradient
         for name, p in m.generator.named_parameters():
             if name.endswith(("beta", "gamma")) or name.startswith("ending."):
@@ -124,15 +182,40 @@ def test_every_parameter_of_generator_and_both_critics_gets_a_gradient():
 def test_killed_run_resumes_at_the_saved_step(tiny_dataset, tmp_path):
     out, log = tmp_path / "runs", tmp_path / "steps.log"
     env = {**os.environ, "BOKEH_STEP_LOG": str(log)}
-    base = [sys.executable, "-m", "training", "fit", "--config", STAGE1, "--config", QUICK, *TINY_CLI,
-            "--data.root", str(tiny_dataset), "--data.crop_size", "64", "--data.batch_size", "2",
-            "--trainer.logger.init_args.save_dir", str(out), "--trainer.max_steps", "6",
-            "--trainer.enable_progress_bar", "false",
-            # last.ckpt every 2 steps; the data set has 3 batches per epoch, so step 4 is mid-epoch.
-            "--trainer.callbacks.init_args.every_n_train_steps", "2",
-            "--trainer.callbacks+=tests.kill_callback.RecordStartStep"]
-    killed = subprocess.run([*base, "--trainer.callbacks+=tests.kill_callback.KillAtStep",
-                             "--trainer.callbacks.init_args.step", "5"], env=env, cwd=REPO, capture_output=True, text=True)
+    base = [
+        sys.executable,
+        "-m",
+        "training",
+        "fit",
+        "--config",
+        STAGE1,
+        "--config",
+        QUICK,
+        *TINY_CLI,
+        "--data.root",
+        str(tiny_dataset),
+        "--data.crop_size",
+        "64",
+        "--data.batch_size",
+        "2",
+        "--trainer.logger.init_args.save_dir",
+        str(out),
+        "--trainer.max_steps",
+        "6",
+        "--trainer.enable_progress_bar",
+        "false",
+        # last.ckpt every 2 steps; the data set has 3 batches per epoch, so step 4 is mid-epoch.
+        "--trainer.callbacks.init_args.every_n_train_steps",
+        "2",
+        "--trainer.callbacks+=tests.kill_callback.RecordStartStep",
+    ]
+    killed = subprocess.run(
+        [*base, "--trainer.callbacks+=tests.kill_callback.KillAtStep", "--trainer.callbacks.init_args.step", "5"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     assert killed.returncode == 137, killed.stderr[-3000:]
     last = out / "stage1" / "checkpoints" / "last.ckpt"
     saved_step = torch.load(last, weights_only=True)["global_step"]
@@ -150,8 +233,20 @@ def test_lens_conditioned_model_trains_through_both_stages(tmp_path):
     root = tmp_path / "data"
     synth.generate(root, 4, 2, (64, 96), seed=3, progress=False, refocus_prob=0.5, dof_max=0.2)
     out = tmp_path / "runs"
-    fast = ["--config", LENS, "--trainer.precision", "bf16-mixed", "--model.channels_last", "true",
-            "--model.lr_decay_steps", "4", "--data.cache", "true", "--data.num_workers", "0"]
+    fast = [
+        "--config",
+        LENS,
+        "--trainer.precision",
+        "bf16-mixed",
+        "--model.channels_last",
+        "true",
+        "--model.lr_decay_steps",
+        "4",
+        "--data.cache",
+        "true",
+        "--data.num_workers",
+        "0",
+    ]
     cli1 = _fit(STAGE1, root, out, *fast)
     assert cli1.model.generator.lens_input and cli1.trainer.global_step == 4
     batch = next(iter(cli1.datamodule.train_dataloader()))
@@ -159,8 +254,18 @@ def test_lens_conditioned_model_trains_through_both_stages(tmp_path):
     # The cosine schedule reached its floor (1 % of the learning rate) at the last step.
     assert cli1.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1e-3 * 0.01, rel=1e-6)
     best = out / "stage1" / "checkpoints" / "best.ckpt"
-    cli2 = _fit(STAGE2, root, out, *fast, "--model.init_generator", str(best), "--model.vgg_weight", "0",
-                "--trainer.max_steps", "8")
+    cli2 = _fit(
+        STAGE2,
+        root,
+        out,
+        *fast,
+        "--model.init_generator",
+        str(best),
+        "--model.vgg_weight",
+        "0",
+        "--trainer.max_steps",
+        "8",
+    )
     assert cli2.model.generator.lens_input and "train/g_adv" in cli2.trainer.logged_metrics
     # A depth-only stage 2 refuses a lens stage-1 generator, naming both settings.
     with pytest.raises(ValueError, match="lens_input"):
@@ -172,8 +277,12 @@ def test_lens_conditioned_model_trains_through_both_stages(tmp_path):
 def test_command_line_run_does_not_warn_about_args():
     """`python -m training` lets LightningCLI read sys.argv: handing it sys.argv[1:] as ``args`` too
     made every run print LightningCLI's "args parameter is intended to run from within Python"."""
-    p = subprocess.run([sys.executable, "-m", "training", "fit", "--help"], capture_output=True, text=True,
-                       cwd=Path(__file__).resolve().parents[1])
+    p = subprocess.run(
+        [sys.executable, "-m", "training", "fit", "--help"],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert p.returncode == 0 and "--model.lens_input" in p.stdout
     assert "args parameter is intended" not in p.stderr, p.stderr[-500:]
 
@@ -185,14 +294,36 @@ def test_sigterm_stops_at_the_next_step_saving_last_ckpt(tiny_dataset, tmp_path)
     import time
 
     out, progress = tmp_path / "runs", tmp_path / "progress"
-    cmd = [sys.executable, "-m", "training", "fit", "--config", STAGE1, "--config", QUICK, *TINY_CLI,
-           "--data.root", str(tiny_dataset), "--data.crop_size", "64", "--data.batch_size", "2",
-           "--trainer.logger.init_args.save_dir", str(out), "--trainer.max_steps", "100000",
-           "--trainer.max_epochs", "100000", "--trainer.enable_progress_bar", "false",
-           "--trainer.callbacks+=tests.kill_callback.RecordProgress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "training",
+        "fit",
+        "--config",
+        STAGE1,
+        "--config",
+        QUICK,
+        *TINY_CLI,
+        "--data.root",
+        str(tiny_dataset),
+        "--data.crop_size",
+        "64",
+        "--data.batch_size",
+        "2",
+        "--trainer.logger.init_args.save_dir",
+        str(out),
+        "--trainer.max_steps",
+        "100000",
+        "--trainer.max_epochs",
+        "100000",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.callbacks+=tests.kill_callback.RecordProgress",
+    ]
     env = {**os.environ, "BOKEH_PROGRESS": str(progress)}
-    p = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         start_new_session=True)
+    p = subprocess.Popen(
+        cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         deadline = time.monotonic() + 600
         while not (progress.is_file() and int(progress.read_text().split()[1]) >= 2):

@@ -50,19 +50,21 @@ NODE = shutil.which("node")
 SETUP_HINT = "run `bash web_demo/setup.sh` (apt-get install chromium; npm ci in web_demo/)"
 
 _missing = [
-    what for what, ok in (
+    what
+    for what, ok in (
         (f"Chromium ({CHROMIUM})", Path(CHROMIUM).exists()),
         ("node", NODE is not None),
         ("web_demo/node_modules/@litertjs/core", (WEB / "node_modules/@litertjs/core/wasm").is_dir()),
         ("web_demo/node_modules/playwright-core", (WEB / "node_modules/playwright-core").is_dir()),
-    ) if not ok
+    )
+    if not ok
 ]
 needs_browser = pytest.mark.skipif(bool(_missing), reason=f"missing {', '.join(_missing)}: {SETUP_HINT}")
 needs_node = pytest.mark.skipif(NODE is None, reason=f"missing node: {SETUP_HINT}")
 
 PSNR_MIN_DB = 40.0
 # The page's auto-focus against training.renderers.lens.auto_focus (the page feeds float32).
-AF_ABS_TOL = 1e-4   # d_f and dof
+AF_ABS_TOL = 1e-4  # d_f and dof
 AF_K_REL_TOL = 1e-3
 SAMPLE = "1"  # the person-like figure: the screenshot in web_demo/README.md
 PAGE_TIMEOUT_S = 90
@@ -127,11 +129,29 @@ def _decode(b64: str, dtype) -> np.ndarray:
     return np.frombuffer(base64.b64decode(b64), dtype=dtype)
 
 
-def run_page(base: str, query: str, tmp_path: Path, screenshot: Path | None = None, bench: bool = False,
-             ready_only: bool = False, webgpu: bool = False, timeout: int = PAGE_TIMEOUT_S) -> dict:
+def run_page(
+    base: str,
+    query: str,
+    tmp_path: Path,
+    screenshot: Path | None = None,
+    bench: bool = False,
+    ready_only: bool = False,
+    webgpu: bool = False,
+    timeout: int = PAGE_TIMEOUT_S,
+) -> dict:
     out = tmp_path / "result.json"
-    cmd = [NODE, str(WEB / "e2e.mjs"), "--url", f"{base}/web_demo/index.html?{query}",
-           "--out", str(out), "--timeout", str(timeout), "--chromium", CHROMIUM]
+    cmd = [
+        NODE,
+        str(WEB / "e2e.mjs"),
+        "--url",
+        f"{base}/web_demo/index.html?{query}",
+        "--out",
+        str(out),
+        "--timeout",
+        str(timeout),
+        "--chromium",
+        CHROMIUM,
+    ]
     if screenshot is not None:
         cmd += ["--screenshot", str(screenshot)]
     if bench:
@@ -196,8 +216,9 @@ def _keep(depth_hw: np.ndarray, lens: list[float], scale: float) -> np.ndarray:
     return sharp_keep(np.array(depth_hw, np.float32), LensParams(K=k, d_f=d_f, dof=dof), scale)
 
 
-def _blend_reference(photo01: np.ndarray, model01: np.ndarray, depth_hw: np.ndarray, lens: list[float],
-                     scale: float) -> np.ndarray:
+def _blend_reference(
+    photo01: np.ndarray, model01: np.ndarray, depth_hw: np.ndarray, lens: list[float], scale: float
+) -> np.ndarray:
     """eval.render's full-resolution blend, (H, W, 3) uint8: photo where sharp, model output elsewhere."""
     keep = _keep(depth_hw, lens, scale)[..., None]
     return (np.clip(keep * photo01 + (1 - keep) * model01, 0, 1) * 255.0 + 0.5).astype(np.uint8)
@@ -205,8 +226,9 @@ def _blend_reference(photo01: np.ndarray, model01: np.ndarray, depth_hw: np.ndar
 
 # precision None: no ?precision= in the URL, the page must pick fp16 over the fp32 listed first.
 @needs_browser
-@pytest.mark.parametrize(("model", "precision"),
-                         [("tiny", "fp32"), ("tiny", "fp16"), ("fixture", "fp32"), ("tiny_lens", None)])
+@pytest.mark.parametrize(
+    ("model", "precision"), [("tiny", "fp32"), ("tiny", "fp16"), ("fixture", "fp32"), ("tiny_lens", None)]
+)
 def test_page_output_matches_tflite_interpreter(model, precision, server, models_dir, samples, tmp_path):
     from tests.fixture_model import run_tflite
 
@@ -306,8 +328,10 @@ def test_page_webgpu_path_matches_wasm_and_interpreter(model, precision, server,
 
     image, depth = _sample_inputs(samples, SAMPLE)
     manifest = json.loads((models_dir / model / "manifest.json").read_text())
-    ref = run_tflite(models_dir / model / f"bokeh_{precision}.tflite",
-                     {"image": image, "depth": depth, **_page_lens_inputs(manifest, gpu)})["bokeh"]
+    ref = run_tflite(
+        models_dir / model / f"bokeh_{precision}.tflite",
+        {"image": image, "depth": depth, **_page_lens_inputs(manifest, gpu)},
+    )["bokeh"]
     gpu_out = np.clip(_decode(gpu["output_b64"], np.float32).reshape(ref.shape), 0, 1)
     wasm_out = np.clip(_decode(cpu["output_b64"], np.float32).reshape(ref.shape), 0, 1)
     ref01 = np.clip(ref, 0, 1)
@@ -351,7 +375,7 @@ def test_page_shows_manifest_default_until_a_depth_map(server, models_dir, tmp_p
     [
         ("bad_name", 'no input named "depth"'),
         ("bad_shape", "manifest says float32"),
-        ("no_such_model", "HTTP 404: no exported model \"no_such_model\". Make it with: python -m export"),
+        ("no_such_model", 'HTTP 404: no exported model "no_such_model". Make it with: python -m export'),
         ("bad_lens_default", 'input "lens": default [0.8,7]'),
         ("lens_not_listed", "manifest.json lists image, depth"),
     ],
@@ -369,14 +393,15 @@ def test_page_runs_nchw_export(server, models_dir, samples, tmp_path):
     """An onnx-tf export keeps NCHW ([1, 3, H, W]): the page packs and unpacks by the manifest's layout."""
     from tests.fixture_model import export_tiny_generator, run_tflite
 
-    export_tiny_generator(models_dir / "nchw", size=tuple(samples["size"]), precisions=("fp32",),
-                          converter="onnx-tf")
+    export_tiny_generator(models_dir / "nchw", size=tuple(samples["size"]), precisions=("fp32",), converter="onnx-tf")
     r = run_page(server, f"model=nchw&precision=fp32&accelerator=wasm&sample={SAMPLE}", tmp_path)
     assert r["ok"], f"page failed: {r['error']}\n" + "\n".join(r.get("console", []))
     assert r["layout"] == "NCHW"
     image, depth = _sample_inputs(samples, SAMPLE)
     nchw = {"image": image.transpose(0, 3, 1, 2).copy(), "depth": depth.transpose(0, 3, 1, 2).copy()}
-    np.testing.assert_allclose(_decode(r["image_b64"], np.float32).reshape(nchw["image"].shape), nchw["image"], atol=1e-6)
+    np.testing.assert_allclose(
+        _decode(r["image_b64"], np.float32).reshape(nchw["image"].shape), nchw["image"], atol=1e-6
+    )
     ref = run_tflite(models_dir / "nchw" / "bokeh_fp32.tflite", nchw)["bokeh"]
     page_out = _decode(r["output_b64"], np.float32).reshape(ref.shape)
     assert psnr(np.clip(page_out, 0, 1), np.clip(ref, 0, 1)) >= PSNR_MIN_DB
@@ -392,8 +417,8 @@ PORTRAIT_SIZE = (576, 384)  # (H, W): portrait, twice the 192x288 test models on
 # Gradient-energy ratios the acceptance test asks for. Measured on the lens fixture: a region in
 # focus keeps 100 % of the photo's energy (its pixels are the photo's), a blurred one keeps under
 # 5 %; the bounds leave room for a model that blurs less.
-SHARP_KEEPS = 0.9   # in-focus region: at least this share of the photo's gradient energy
-BLUR_LOSES = 0.5    # defocused region: at most this share
+SHARP_KEEPS = 0.9  # in-focus region: at least this share of the photo's gradient energy
+BLUR_LOSES = 0.5  # defocused region: at most this share
 
 
 @pytest.fixture(scope="module")
@@ -425,11 +450,25 @@ def _energy(rgb: np.ndarray, mask: np.ndarray) -> float:
     return float((gx**2 + gy**2)[mask].mean())
 
 
-def run_steps(base: str, query: str, steps: list, tmp_path: Path, webgpu: bool = False, timeout: int = PAGE_TIMEOUT_S) -> dict:
+def run_steps(
+    base: str, query: str, steps: list, tmp_path: Path, webgpu: bool = False, timeout: int = PAGE_TIMEOUT_S
+) -> dict:
     (tmp_path / "steps.json").write_text(json.dumps(steps))
     out = tmp_path / "steps_result.json"
-    cmd = [NODE, str(WEB / "e2e.mjs"), "--url", f"{base}/web_demo/index.html?{query}", "--out", str(out),
-           "--timeout", str(timeout), "--chromium", CHROMIUM, "--steps", str(tmp_path / "steps.json")]
+    cmd = [
+        NODE,
+        str(WEB / "e2e.mjs"),
+        "--url",
+        f"{base}/web_demo/index.html?{query}",
+        "--out",
+        str(out),
+        "--timeout",
+        str(timeout),
+        "--chromium",
+        CHROMIUM,
+        "--steps",
+        str(tmp_path / "steps.json"),
+    ]
     if webgpu:
         cmd.append("--webgpu")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * (len(steps) + 2), cwd=REPO)
@@ -450,7 +489,9 @@ def _depth_full(c: dict) -> np.ndarray:
     return _decode(c["depth_full_b64"], np.float32).reshape(h, w)
 
 
-def check_portrait_session(r: dict, img: np.ndarray, person: np.ndarray, download: Path, strengths: list[float]) -> dict:
+def check_portrait_session(
+    r: dict, img: np.ndarray, person: np.ndarray, download: Path, strengths: list[float]
+) -> dict:
     """The acceptance checks of issue 14 on one session (see the test below); returns the energies."""
     import torch
     from scipy.ndimage import binary_erosion
@@ -475,8 +516,14 @@ def check_portrait_session(r: dict, img: np.ndarray, person: np.ndarray, downloa
 
     # Portrait in, turned into the landscape model and back, not cropped: the frame of eval.render.
     f = model_frame((H, W), tuple(r["model_size"]))
-    assert c["auto"]["frame"] == {"turn": f.turn, "scale": f.scale, "ch": f.content[0], "cw": f.content[1],
-                                  "top": f.top, "left": f.left}
+    assert c["auto"]["frame"] == {
+        "turn": f.turn,
+        "scale": f.scale,
+        "ch": f.content[0],
+        "cw": f.content[1],
+        "top": f.top,
+        "left": f.left,
+    }
     assert f.turn
 
     # Auto-focus: the one function, on the depth at the model's scale (turned, resized as torch does).
@@ -496,8 +543,7 @@ def check_portrait_session(r: dict, img: np.ndarray, person: np.ndarray, downloa
     # from the soft matte edge).
     subj, bg = binary_erosion(person, iterations=12), binary_erosion(~person, iterations=12)
     e0 = {"subject": _energy(img, subj), "background": _energy(img, bg)}
-    e = {name: {"subject": _energy(_after(c[name]), subj), "background": _energy(_after(c[name]), bg)}
-         for name in c}
+    e = {name: {"subject": _energy(_after(c[name]), subj), "background": _energy(_after(c[name]), bg)} for name in c}
     assert e["subject"]["subject"] >= SHARP_KEEPS * e0["subject"], (e["subject"], e0)
     assert e["subject"]["background"] <= BLUR_LOSES * e0["background"], (e["subject"], e0)
     assert e["background"]["background"] >= SHARP_KEEPS * e0["background"], (e["background"], e0)
@@ -523,10 +569,15 @@ def check_portrait_session(r: dict, img: np.ndarray, person: np.ndarray, downloa
 
 
 def _portrait_steps(photo: Path, download: Path, strengths: list[float], screenshot: Path | None = None) -> list:
-    steps = [{"upload": {"image": str(photo)}}, {"capture": "auto"},
-             {"tap": [0.5, 0.8]}, {"capture": "subject"},  # the shirt
-             {"tap": [0.08, 0.06]}, {"capture": "background"},  # the top-left corner
-             {"tap": [0.5, 0.8]}]
+    steps = [
+        {"upload": {"image": str(photo)}},
+        {"capture": "auto"},
+        {"tap": [0.5, 0.8]},
+        {"capture": "subject"},  # the shirt
+        {"tap": [0.08, 0.06]},
+        {"capture": "background"},  # the top-left corner
+        {"tap": [0.5, 0.8]},
+    ]
     for k in strengths:
         steps += [{"strength": k}, {"capture": f"k{k:g}"}]
     steps.append({"download": str(download)})
@@ -545,7 +596,9 @@ def test_page_portrait_without_depth_map(server, models_dir, matte_ready, tmp_pa
     download = tmp_path / "download.png"
     strengths = [2.0, 5.0, 10.0]  # blur radius 1.8 / 4.5 / 9 px on the background, under the fixture's 12
     shot = tmp_path / "page.png"
-    r = run_steps(server, "model=fixture_lens&accelerator=wasm", _portrait_steps(photo, download, strengths, shot), tmp_path)
+    r = run_steps(
+        server, "model=fixture_lens&accelerator=wasm", _portrait_steps(photo, download, strengths, shot), tmp_path
+    )
     r["model_size"] = json.loads((models_dir / "fixture_lens" / "manifest.json").read_text())["inputs"][0]["shape"][1:3]
     check_portrait_session(r, img, person, download, strengths)
     target = os.environ.get("BOKEH_WEB_PORTRAIT_SCREENSHOT")
@@ -572,11 +625,22 @@ def test_page_full_resolution_matches_eval_render(server, models_dir, matte_read
     assert H > W and r["after_size"] == [H, W]
     f = model_frame((H, W), tuple(r["output_shape"][1:3]))
     out = _decode(r["output_b64"], np.float32).reshape(r["output_shape"])[0]
-    out = np.clip(out[f.top: f.top + f.content[0], f.left: f.left + f.content[1]], 0, 1)
+    out = np.clip(out[f.top : f.top + f.content[0], f.left : f.left + f.content[1]], 0, 1)
     out = np.rot90(out, -1).copy()
-    up = torch.nn.functional.interpolate(torch.from_numpy(out).permute(2, 0, 1)[None], size=(H, W),
-                                         mode="bilinear", align_corners=False, antialias=True)[0].permute(1, 2, 0).numpy()
-    want = _blend_reference(photo / 255.0, up, _decode(r["depth_full_b64"], np.float32).reshape(H, W), r["blend_lens"], f.scale)
+    up = (
+        torch.nn.functional.interpolate(
+            torch.from_numpy(out).permute(2, 0, 1)[None],
+            size=(H, W),
+            mode="bilinear",
+            align_corners=False,
+            antialias=True,
+        )[0]
+        .permute(1, 2, 0)
+        .numpy()
+    )
+    want = _blend_reference(
+        photo / 255.0, up, _decode(r["depth_full_b64"], np.float32).reshape(H, W), r["blend_lens"], f.scale
+    )
     got = _decode(r["after_rgba_b64"], np.uint8).reshape(H, W, 4)[..., :3]
     assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
 
@@ -589,8 +653,10 @@ def test_page_user_depth_model(server, models_dir, samples, tmp_path):
     from tests.fixture_model import run_tflite, tflite_io_details
 
     entry = next(s for s in samples["samples"] if s["id"] == SAMPLE)
-    steps = [{"upload": {"model": str(models_dir / "depth_model.tflite"), "image": str(WEB / "samples" / entry["image"])}},
-             {"capture": "model"}]
+    steps = [
+        {"upload": {"model": str(models_dir / "depth_model.tflite"), "image": str(WEB / "samples" / entry["image"])}},
+        {"capture": "model"},
+    ]
     r = run_steps(server, "model=fixture_lens&accelerator=wasm", steps, tmp_path)
     c = r["captures"]["model"]
     assert c["depth_source"] == "depth model" and c["depth_detail"] == "depth_model.tflite"
@@ -627,7 +693,10 @@ def test_default_url_runs_shipped_model(matte_ready, tmp_path):
             name = query.split("model=")[1].split("&")[0]
             m = json.loads((REPO / "tflite_models" / name / "manifest.json").read_text())
             assert r["precision"] in m["variants"] and r["output_shape"] == m["outputs"][0]["shape"]
-            assert r["depth_source"] == "person matte" and r["after_size"] == [288, 192], (r["depth_source"], r["after_size"])
+            assert r["depth_source"] == "person matte" and r["after_size"] == [288, 192], (
+                r["depth_source"],
+                r["after_size"],
+            )
     finally:
         srv.shutdown()
         srv.server_close()
@@ -656,8 +725,13 @@ def test_shipped_model_portrait_session(matte_ready, tmp_path):
     try:
         url = page_urls(base, manifests[0].parent.parent)[0]
         shot = tmp_path / "page.png"
-        r = run_steps(base, url.split("?", 1)[1] + "&accelerator=wasm",
-                      _portrait_steps(photo, tmp_path / "download.png", strengths, shot), tmp_path, timeout=400)
+        r = run_steps(
+            base,
+            url.split("?", 1)[1] + "&accelerator=wasm",
+            _portrait_steps(photo, tmp_path / "download.png", strengths, shot),
+            tmp_path,
+            timeout=400,
+        )
     finally:
         srv.shutdown()
         srv.server_close()
@@ -710,23 +784,40 @@ def test_photo_module_matches_eval_render(tmp_path):
         path.write_bytes(np.ascontiguousarray(a, "<f4").tobytes())
         return str(path)
 
-    for photo, model in [((3024, 4032), (1024, 1536)), ((4032, 3024), (1024, 1536)), ((576, 384), (192, 288)),
-                         ((1000, 1000), (1024, 1536)), ((1024, 1600), (1024, 1536)), ((7, 3), (192, 288)),
-                         ((288, 192), (192, 288)), ((1080, 1920), (1536, 1024))]:
+    for photo, model in [
+        ((3024, 4032), (1024, 1536)),
+        ((4032, 3024), (1024, 1536)),
+        ((576, 384), (192, 288)),
+        ((1000, 1000), (1024, 1536)),
+        ((1024, 1600), (1024, 1536)),
+        ((7, 3), (192, 288)),
+        ((288, 192), (192, 288)),
+        ((1080, 1920), (1536, 1024)),
+    ]:
         f = er.model_frame(photo, model)
         jobs.append({"kind": "frame", "args": [*photo, *model]})
-        want.append({"turn": f.turn, "scale": f.scale, "ch": f.content[0], "cw": f.content[1], "top": f.top, "left": f.left})
+        want.append(
+            {"turn": f.turn, "scale": f.scale, "ch": f.content[0], "cw": f.content[1], "top": f.top, "left": f.left}
+        )
     depth = rng.random((61, 83), dtype=np.float32)
     for x, y in [(0.5, 0.5), (0.0, 0.0), (1.0, 1.0), (0.25, 0.75), (0.5, 0.1)]:
         jobs.append({"kind": "tap", "path": arr(depth), "h": 61, "w": 83, "x": x, "y": y})
         want.append(er._tap_disparity(depth, (x, y)))
-    for (h, w, c), (H, W) in [((37, 53, 3), (111, 160)), ((120, 90, 1), (31, 47)), ((64, 64, 3), (256, 256)),
-                              ((256, 256, 1), (40, 300))]:
+    for (h, w, c), (H, W) in [
+        ((37, 53, 3), (111, 160)),
+        ((120, 90, 1), (31, 47)),
+        ((64, 64, 3), (256, 256)),
+        ((256, 256, 1), (40, 300)),
+    ]:
         a = rng.random((h, w, c), dtype=np.float32)
         jobs.append({"kind": "resize", "path": arr(a), "h": h, "w": w, "c": c, "H": H, "W": W})
         t = torch.from_numpy(a).permute(2, 0, 1)[None]
-        want.append(torch.nn.functional.interpolate(t, size=(H, W), mode="bilinear", align_corners=False,
-                                                    antialias=True)[0].permute(1, 2, 0).numpy().ravel())
+        want.append(
+            torch.nn.functional.interpolate(t, size=(H, W), mode="bilinear", align_corners=False, antialias=True)[0]
+            .permute(1, 2, 0)
+            .numpy()
+            .ravel()
+        )
     a = rng.random((5, 7, 3), dtype=np.float32)
     for k in (1, -1):
         jobs.append({"kind": "rot90", "path": arr(a), "h": 5, "w": 7, "c": 3, "k": k})
@@ -741,8 +832,13 @@ def test_photo_module_matches_eval_render(tmp_path):
     want.append({"SHARP_RADIUS": list(er.SHARP_RADIUS), "FOCUS_WINDOW": er.FOCUS_WINDOW})
 
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    proc = subprocess.run([NODE, "--input-type=module", "-e", _NODE_PHOTO, PHOTO_JS.as_uri(), str(tmp_path / "jobs.json")],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [NODE, "--input-type=module", "-e", _NODE_PHOTO, PHOTO_JS.as_uri(), str(tmp_path / "jobs.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     for job, got, exp in zip(jobs, json.loads(proc.stdout), want):
         if job["kind"] in ("frame", "consts"):
@@ -751,14 +847,20 @@ def test_photo_module_matches_eval_render(tmp_path):
             assert abs(got - exp) < 1e-7, (job, got, exp)
         else:
             # float32 (torch) vs float64 (JS) accumulation: 3e-6 measured, 1/400 of an 8-bit level
-            np.testing.assert_allclose(np.array(got, np.float32), np.asarray(exp, np.float32), atol=1e-5,
-                                       err_msg=f"{job['kind']} {job.get('H')}x{job.get('W')}")
+            np.testing.assert_allclose(
+                np.array(got, np.float32),
+                np.asarray(exp, np.float32),
+                atol=1e-5,
+                err_msg=f"{job['kind']} {job.get('H')}x{job.get('W')}",
+            )
 
 
 def test_depth_model_contract_is_the_apps():
     """The page's depth-model contract (main.js DEPTH_MODEL) is model_spec.json's "depth_model"."""
     spec = json.loads((REPO / "android_demo/app/src/main/assets/model_spec.json").read_text())["depth_model"]
-    m = re.search(r"export const DEPTH_MODEL = \{mean: \[([^\]]*)\], std: \[([^\]]*)\]\};", (WEB / "main.js").read_text())
+    m = re.search(
+        r"export const DEPTH_MODEL = \{mean: \[([^\]]*)\], std: \[([^\]]*)\]\};", (WEB / "main.js").read_text()
+    )
     assert m, "DEPTH_MODEL not found in web_demo/main.js"
     assert [float(v) for v in m.group(1).split(",")] == spec["input_mean"]
     assert [float(v) for v in m.group(2).split(",")] == spec["input_std"]
@@ -783,8 +885,11 @@ process.stdout.write(JSON.stringify(out));
 
 def _auto_focus_maps(samples: dict) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(3)
-    maps = {f"sample {s['id']}": _sample_inputs(samples, s["id"])[1][0, ..., 0] for s in samples["samples"]
-            if s.get("depth")}
+    maps = {
+        f"sample {s['id']}": _sample_inputs(samples, s["id"])[1][0, ..., 0]
+        for s in samples["samples"]
+        if s.get("depth")
+    }
     maps["uniform 37x53"] = rng.random((37, 53), dtype=np.float32)
     maps["flat 0.5"] = np.full((16, 24), 0.5, np.float32)  # K hits the max(..., 0.1) floor
     maps["one pixel"] = np.array([[0.3]], np.float32)
@@ -811,8 +916,13 @@ def test_auto_focus_module_matches_python(samples, tmp_path):
         path.write_bytes(np.ascontiguousarray(d, "<f4").tobytes())
         jobs.append({"path": str(path), "width": int(d.shape[1])})
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
-    proc = subprocess.run([NODE, "--input-type=module", "-e", _NODE_AUTOFOCUS, AUTOFOCUS_JS.as_uri(),
-                           str(tmp_path / "jobs.json")], capture_output=True, text=True, timeout=120, cwd=REPO)
+    proc = subprocess.run(
+        [NODE, "--input-type=module", "-e", _NODE_AUTOFOCUS, AUTOFOCUS_JS.as_uri(), str(tmp_path / "jobs.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=REPO,
+    )
     assert proc.returncode == 0, proc.stderr
     lenses = json.loads(proc.stdout)
     assert len(lenses) == len(maps)
@@ -820,16 +930,21 @@ def test_auto_focus_module_matches_python(samples, tmp_path):
         assert_lens_matches_python(lens, d, name)
 
 
-
-
 def test_auto_focus_module_constants_are_pythons():
     """autofocus.js states the same numbers as training/renderers/lens.py (needs no node)."""
-    js = {m.group(1): float(m.group(2).replace("_", "")) for m in
-          re.finditer(r"export const (AUTO_\w+) = ([0-9._]+);", AUTOFOCUS_JS.read_text())}
+    js = {
+        m.group(1): float(m.group(2).replace("_", ""))
+        for m in re.finditer(r"export const (AUTO_\w+) = ([0-9._]+);", AUTOFOCUS_JS.read_text())
+    }
     py = python_auto_focus_constants()
-    assert js == {"AUTO_FOCUS_QUANTILE": py["focus_quantile"], "AUTO_FAR_QUANTILE": py["far_quantile"],
-                  "AUTO_BLUR_FRACTION": py["blur_fraction"], "AUTO_DOF": py["dof"],
-                  "AUTO_MIN_SPREAD": py["min_spread"], "AUTO_MAX_SAMPLES": py["max_samples"]}
+    assert js == {
+        "AUTO_FOCUS_QUANTILE": py["focus_quantile"],
+        "AUTO_FAR_QUANTILE": py["far_quantile"],
+        "AUTO_BLUR_FRACTION": py["blur_fraction"],
+        "AUTO_DOF": py["dof"],
+        "AUTO_MIN_SPREAD": py["min_spread"],
+        "AUTO_MAX_SAMPLES": py["max_samples"],
+    }
     assert "training.renderers.lens.auto_focus" in AUTOFOCUS_JS.read_text()
 
 
@@ -855,8 +970,10 @@ def test_serve_prints_a_url_per_model_with_an_exported_precision(tmp_path):
     lines = page_urls("http://127.0.0.1:8000", tmp_path)
     assert lines[0] == "http://127.0.0.1:8000/web_demo/index.html?model=all&precision=fp16"
     assert lines[1].startswith(f"{tmp_path / 'broken' / 'manifest.json'}: not usable")
-    assert lines[2:] == ["http://127.0.0.1:8000/web_demo/index.html?model=int8_only&precision=int8",
-                         "http://127.0.0.1:8000/web_demo/index.html?model=nafnet_w8_lens_cpu&precision=fp16"]
+    assert lines[2:] == [
+        "http://127.0.0.1:8000/web_demo/index.html?model=int8_only&precision=int8",
+        "http://127.0.0.1:8000/web_demo/index.html?model=nafnet_w8_lens_cpu&precision=fp16",
+    ]
 
 
 def test_serve_names_every_repo_model(capsys, monkeypatch):
@@ -907,8 +1024,17 @@ def test_serve_only_serves_the_page_and_the_models(tmp_path):
         assert status("/web_demo/index.html") == 200
         assert status("/tflite_models/m/manifest.json") == 200
         assert status("/web_demo/") == 200  # its index.html, not a listing
-        for path in ("/.git/config", "/README.md", "/runs/", "/", "/web_demo/samples/", "/tflite_models/",
-                     "/tflite_models/m/leak", "/web_demo/../.git/config", "/web_demo/%2e%2e/.git/config"):
+        for path in (
+            "/.git/config",
+            "/README.md",
+            "/runs/",
+            "/",
+            "/web_demo/samples/",
+            "/tflite_models/",
+            "/tflite_models/m/leak",
+            "/web_demo/../.git/config",
+            "/web_demo/%2e%2e/.git/config",
+        ):
             assert status(path) == 404, path
     finally:
         srv.shutdown()

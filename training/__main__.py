@@ -78,9 +78,12 @@ _FIND_UNUSED = {"ddp": "ddp_find_unused_parameters_true", "ddp_spawn": "ddp_spaw
 class BokehCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument(
-            "--overwrite", type=bool, default=False,
+            "--overwrite",
+            type=bool,
+            default=False,
             help="Start a fresh run even if the run folder holds one: delete that run's checkpoints, "
-                 "metrics.csv, samples and config first (training/run_folder.py). Never saved in config.yaml.")
+            "metrics.csv, samples and config first (training/run_folder.py). Never saved in config.yaml.",
+        )
         parser.set_defaults({"trainer.plugins": [ATOMIC_IO]})
 
     def _parse_ckpt_path(self) -> None:

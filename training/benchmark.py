@@ -171,7 +171,9 @@ class StepTimer(Callback):
         self._cuda = pl_module.device.type == "cuda"
         self._t_fit_start = time.perf_counter()
 
-    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         self._t_start = time.perf_counter()
 
     def on_train_batch_end(
@@ -271,8 +273,15 @@ def _one_id_val_list(root: Path, tmp: Path) -> str:
 
 
 def make_datamodule(
-    root: str | os.PathLike, crop: int, batch_size: int, num_workers: int, tmp: Path, seed: int = 0,
-    lens: bool = False, cache: bool = False, max_train_samples: int | None = None,
+    root: str | os.PathLike,
+    crop: int,
+    batch_size: int,
+    num_workers: int,
+    tmp: Path,
+    seed: int = 0,
+    lens: bool = False,
+    cache: bool = False,
+    max_train_samples: int | None = None,
 ) -> L.LightningDataModule:
     """``BokehDataModule`` on ``root`` as training uses it (random crops, flips, pinned memory)."""
     from training.data import BokehDataModule  # noqa: PLC0415
@@ -286,8 +295,15 @@ def make_datamodule(
     has_splits = (root / "train" / "original").is_dir() and (root / "val" / "original").is_dir()
     val_split = "auto" if has_splits else _one_id_val_list(root, tmp)
     return BokehDataModule(
-        str(root), val_split=val_split, crop_size=crop, batch_size=batch_size, num_workers=num_workers, seed=seed,
-        lens=lens, cache=cache, max_train_samples=max_train_samples,
+        str(root),
+        val_split=val_split,
+        crop_size=crop,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        seed=seed,
+        lens=lens,
+        cache=cache,
+        max_train_samples=max_train_samples,
     )
 
 
@@ -443,12 +459,23 @@ def run_stage(
             dm: L.LightningDataModule = InMemoryDataModule(needed, batch_size, crop, seed)
             per_epoch = needed
         else:
-            dm = make_datamodule(data, crop, batch_size, num_workers, tmp, seed, lens=lens, cache=cache,
-                                 max_train_samples=max_train_samples)
+            dm = make_datamodule(
+                data,
+                crop,
+                batch_size,
+                num_workers,
+                tmp,
+                seed,
+                lens=lens,
+                cache=cache,
+                max_train_samples=max_train_samples,
+            )
             dm.setup("fit")
             per_epoch = len(dm.train_set) // batch_size  # drop_last=True
             if per_epoch < 1:
-                raise ValueError(f"--data {data}: {len(dm.train_set)} training samples, fewer than one batch of {batch_size}")
+                raise ValueError(
+                    f"--data {data}: {len(dm.train_set)} training samples, fewer than one batch of {batch_size}"
+                )
         timer = StepTimer(warmup, steps)
         trainer = L.Trainer(
             accelerator=accelerator,
@@ -819,40 +846,78 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop", type=int, default=1024, help="training crop side (paper: 1024)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--width", type=int, default=8, help="generator width (paper: 8)")
-    p.add_argument("--arch", choices=tuple(ARCHS), default="paper",
-                   help="network sizes: the paper's, or 'tiny' (1 NAFBlock per level, 8-channel critics) for CPU smoke runs")
-    p.add_argument("--precision", default="auto",
-                   help="Lightning precision (bf16-mixed, 32-true, ...); auto: bf16-mixed on a CUDA GPU, else 32-true")
-    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=False,
-                   help="torch.compile the generator and the critics' scoring calls")
+    p.add_argument(
+        "--arch",
+        choices=tuple(ARCHS),
+        default="paper",
+        help="network sizes: the paper's, or 'tiny' (1 NAFBlock per level, 8-channel critics) for CPU smoke runs",
+    )
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="Lightning precision (bf16-mixed, 32-true, ...); auto: bf16-mixed on a CUDA GPU, else 32-true",
+    )
+    p.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="torch.compile the generator and the critics' scoring calls",
+    )
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument("--fused-adam", action=argparse.BooleanOptionalAction, default=False)
-    p.add_argument("--cudnn-benchmark", action=argparse.BooleanOptionalAction, default=True,
-                   help="cudnn.benchmark on CUDA (fixed crop size: autotune once)")
+    p.add_argument(
+        "--cudnn-benchmark",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="cudnn.benchmark on CUDA (fixed crop size: autotune once)",
+    )
     p.add_argument("--steps", type=int, default=30, help="measured batches per stage")
     p.add_argument("--warmup", type=int, default=10, help="untimed batches first (compile, autotune, workers)")
-    p.add_argument("--data", default="synthetic-in-memory",
-                   help="'synthetic-in-memory' (pinned random batches, no decoding) or a data folder")
-    p.add_argument("--num-workers", type=_workers, default=[2],
-                   help="DataLoader workers; --loader-only takes a comma list (2,4,8)")
-    p.add_argument("--vgg", choices=("auto", "imagenet", "random", "off"), default="auto",
-                   help="stage 2's VGG19 loss: the ImageNet file if found, else random weights (same cost)")
+    p.add_argument(
+        "--data",
+        default="synthetic-in-memory",
+        help="'synthetic-in-memory' (pinned random batches, no decoding) or a data folder",
+    )
+    p.add_argument(
+        "--num-workers", type=_workers, default=[2], help="DataLoader workers; --loader-only takes a comma list (2,4,8)"
+    )
+    p.add_argument(
+        "--vgg",
+        choices=("auto", "imagenet", "random", "off"),
+        default="auto",
+        help="stage 2's VGG19 loss: the ImageNet file if found, else random weights (same cost)",
+    )
     p.add_argument("--accelerator", choices=("auto", "cuda", "cpu"), default="auto")
-    p.add_argument("--cpu-threads", type=int, default=1,
-                   help="torch threads on a CPU run (default 1: spare threads spin on a shared CPU)")
+    p.add_argument(
+        "--cpu-threads",
+        type=int,
+        default=1,
+        help="torch threads on a CPU run (default 1: spare threads spin on a shared CPU)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", type=Path, help="also write the results as JSON here")
     p.add_argument("--lens", action="store_true", help="the lens-conditioned generator (needs --data DIR)")
     p.add_argument("--cache", action="store_true", help="BokehDataModule's in-memory cache of decoded samples")
-    p.add_argument("--max-train-samples", type=int, default=None,
-                   help="use the first N training pairs only: with --cache and N <= warm-up images, the measured "
-                        "batches read the cache, as every epoch after the first of a real run does")
-    p.add_argument("--compare-cpu-recipe", action="store_true",
-                   help="run each stage twice, eager fp32 and training/configs/cpu_fast.yaml (bf16 autocast, "
-                        "channels_last, torch.compile, cache), and print the speed-up")
+    p.add_argument(
+        "--max-train-samples",
+        type=int,
+        default=None,
+        help="use the first N training pairs only: with --cache and N <= warm-up images, the measured "
+        "batches read the cache, as every epoch after the first of a real run does",
+    )
+    p.add_argument(
+        "--compare-cpu-recipe",
+        action="store_true",
+        help="run each stage twice, eager fp32 and training/configs/cpu_fast.yaml (bf16 autocast, "
+        "channels_last, torch.compile, cache), and print the speed-up",
+    )
     p.add_argument("--loader-only", action="store_true", help="time BokehDataModule's training loader alone")
-    p.add_argument("--make-fake-ebb", nargs=2, metavar=("N", "DIR"),
-                   help="write N fake EBB!-size JPEG pairs (1536x1024, quality 95) into DIR first")
+    p.add_argument(
+        "--make-fake-ebb",
+        nargs=2,
+        metavar=("N", "DIR"),
+        help="write N fake EBB!-size JPEG pairs (1536x1024, quality 95) into DIR first",
+    )
     return p
 
 
@@ -870,8 +935,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     # Expected here: no validation loop on purpose, and the frozen VGG19 stays in eval mode.
     # BokehGAN's channels_last hook is on_after_batch_transfer; Lightning notes that it is used.
-    for message in (".*no `val_dataloader`.*", ".*module\\(s\\) in eval mode.*", ".*LeafSpec.*",
-                    ".*overridden `on_after_batch_transfer`.*"):
+    for message in (
+        ".*no `val_dataloader`.*",
+        ".*module\\(s\\) in eval mode.*",
+        ".*LeafSpec.*",
+        ".*overridden `on_after_batch_transfer`.*",
+    ):
         warnings.filterwarnings("ignore", message=message)
 
     if args.precision == "auto":
@@ -892,8 +961,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         if args.data == "synthetic-in-memory":
             raise SystemExit("--loader-only needs --data DIR (a data folder) or --make-fake-ebb N DIR")
         loader_results = [
-            run_loader(args.data, crop=args.crop, batch_size=args.batch_size, num_workers=w, steps=args.steps,
-                       warmup=args.warmup, seed=args.seed)
+            run_loader(
+                args.data,
+                crop=args.crop,
+                batch_size=args.batch_size,
+                num_workers=w,
+                steps=args.steps,
+                warmup=args.warmup,
+                seed=args.seed,
+            )
             for w in args.num_workers
         ]
         breakdown = decode_breakdown(args.data, args.crop)
@@ -913,9 +989,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         runs = [(args.precision, args.compile, args.channels_last, args.cache)]
         if args.compare_cpu_recipe:
             recipe = yaml.safe_load((CONFIG_DIR / "cpu_fast.yaml").read_text())
-            runs = [("32-true", False, False, args.cache),
-                    (recipe["trainer"]["precision"], recipe["model"]["compile"], recipe["model"]["channels_last"],
-                     recipe["data"]["cache"])]
+            runs = [
+                ("32-true", False, False, args.cache),
+                (
+                    recipe["trainer"]["precision"],
+                    recipe["model"]["compile"],
+                    recipe["model"]["channels_last"],
+                    recipe["data"]["cache"],
+                ),
+            ]
         results = []
         with tempfile.TemporaryDirectory(prefix="bokeh_bench_") as tmp:
             for stage in stages:
@@ -932,11 +1014,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(f"`{command}`\n\n{stage_table(results)}")
         if args.compare_cpu_recipe:
             for base, fast in zip(results[::2], results[1::2]):
-                print(f"\nstage {base.stage}: cpu_fast.yaml / eager fp32 = "
-                      f"{fast.images_per_s / base.images_per_s:.2f}x images/s "
-                      f"(loader wait {100 * fast.loader_wait_fraction:.1f} %)")
+                print(
+                    f"\nstage {base.stage}: cpu_fast.yaml / eager fp32 = "
+                    f"{fast.images_per_s / base.images_per_s:.2f}x images/s "
+                    f"(loader wait {100 * fast.loader_wait_fraction:.1f} %)"
+                )
         payload["stages"] = [asdict(r) for r in results]
-        by_stage = {r.stage: r.images_per_s for r in results[-len(stages):]}
+        by_stage = {r.stage: r.images_per_s for r in results[-len(stages) :]}
         if len(by_stage) == 2:
             payload["schedule_s"] = schedule_seconds(by_stage[1], by_stage[2])
     if args.json:

@@ -50,8 +50,13 @@ class GeneratorSafetensors(Checkpoint):
         if seen == self._mirrored:
             return
         ckpt = load_generator(ckpt_path)
-        save_generator_safetensors(ckpt_path.with_name(SAFETENSORS_NAME), ckpt.generator, ckpt.arch, ckpt.config,
-                                   source={"checkpoint": ckpt_path.name, "checkpoint_sha256": ckpt.sha256})
+        save_generator_safetensors(
+            ckpt_path.with_name(SAFETENSORS_NAME),
+            ckpt.generator,
+            ckpt.arch,
+            ckpt.config,
+            source={"checkpoint": ckpt_path.name, "checkpoint_sha256": ckpt.sha256},
+        )
         self._mirrored = seen
 
     # ModelCheckpoint saves in one of these two, depending on save_on_train_epoch_end.
@@ -210,8 +215,10 @@ class GracefulStop(Checkpoint):
         last = _last_checkpoint_path(trainer)
         if last is not None:
             trainer.save_checkpoint(last, weights_only=False)  # every rank calls it; rank 0 writes, then a barrier
-        rank_zero_info(f"SIGTERM: stopped at step {trainer.global_step}"
-                       + (f"; saved {last} (resume with --ckpt_path {last})" if last else ""))
+        rank_zero_info(
+            f"SIGTERM: stopped at step {trainer.global_step}"
+            + (f"; saved {last} (resume with --ckpt_path {last})" if last else "")
+        )
         raise SIGTERMException(self.EXIT_CODE)
 
 

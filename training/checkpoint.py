@@ -61,8 +61,10 @@ def _torch_load(path: Path, map_location: str) -> Any:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         if found is None:  # junk, or a pickle opcode torch does not read: unreadable rather than unsafe
             reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))
-            raise ValueError(f"{path}: not a readable weights-only PyTorch checkpoint "
-                             f"({reason.group(1) if reason else str(e).strip().splitlines()[0]})") from None
+            raise ValueError(
+                f"{path}: not a readable weights-only PyTorch checkpoint "
+                f"({reason.group(1) if reason else str(e).strip().splitlines()[0]})"
+            ) from None
         raise UntrustedCheckpointError(
             f"{path}: not a trusted weights-only checkpoint: loading it would call `{found.group(1)}`, which no "
             f"checkpoint of this project does, so it was not loaded (a pickle can run any code this way). "
@@ -80,7 +82,7 @@ def _read_torch(path: Path, map_location: str) -> tuple[dict[str, torch.Tensor],
     if "state_dict" in ckpt:  # Lightning checkpoint
         hp = ckpt.get("hyper_parameters", {})
         arch = {k: hp[k] for k in ARCH_KEYS if k in hp}
-        state = {k[len("generator."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
+        state = {k[len("generator.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
         if not state:
             raise ValueError(f"{path}: Lightning checkpoint has no 'generator.*' weights")
     else:  # bare generator state dict, optionally wrapped as {"generator": ..., "arch": ..., "config": ...}
@@ -180,8 +182,8 @@ def _sorted_metadata(blob: bytes) -> bytes:
     with spaces to a multiple of 8, then the tensor bytes, which do not move.
     """
     n = int.from_bytes(blob[:8], "little")
-    header = json.loads(blob[8:8 + n])
+    header = json.loads(blob[8 : 8 + n])
     header["__metadata__"] = dict(sorted(header.get("__metadata__", {}).items()))
     text = json.dumps(header, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)
-    return len(text).to_bytes(8, "little") + text + blob[8 + n:]
+    return len(text).to_bytes(8, "little") + text + blob[8 + n :]

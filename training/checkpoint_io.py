@@ -48,11 +48,14 @@ def check_checkpoint_file(path: str | os.PathLike) -> None:
     path = Path(path)
     size = path.stat().st_size
     if size == 0:
-        raise CheckpointFileError(f"{path}: empty checkpoint file (0 bytes): a save was interrupted or the disk "
-                                  f"was full{_siblings(path)}")
+        raise CheckpointFileError(
+            f"{path}: empty checkpoint file (0 bytes): a save was interrupted or the disk was full{_siblings(path)}"
+        )
     if not zipfile.is_zipfile(path):
-        raise CheckpointFileError(f"{path}: not a complete PyTorch checkpoint ({size} bytes, no zip directory at its "
-                                  f"end: cut short by an interrupted save, or not a .ckpt at all){_siblings(path)}")
+        raise CheckpointFileError(
+            f"{path}: not a complete PyTorch checkpoint ({size} bytes, no zip directory at its "
+            f"end: cut short by an interrupted save, or not a .ckpt at all){_siblings(path)}"
+        )
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -71,8 +74,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
         atomic_write(path, lambda f: torch.save(checkpoint, f))
 
-    def load_checkpoint(self, path: _PATH, map_location: Any | None = lambda storage, loc: storage,
-                        weights_only: bool | None = None) -> dict[str, Any]:
+    def load_checkpoint(
+        self, path: _PATH, map_location: Any | None = lambda storage, loc: storage, weights_only: bool | None = None
+    ) -> dict[str, Any]:
         fs, _ = fsspec.core.url_to_fs(str(path))
         if isinstance(fs, LocalFileSystem) and Path(path).is_file():
             check_checkpoint_file(path)

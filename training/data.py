@@ -119,8 +119,11 @@ def _open_checked(path: Path) -> Image.Image:
         img = Image.open(path)
         w, h = img.size  # from the header, before any decoding
         if w * h > MAX_SAMPLE_MPX * 1e6:
-            raise BadSampleError(path, f"{w}x{h} is {w * h / 1e6:.0f} Mpx, more than the {MAX_SAMPLE_MPX} Mpx "
-                                       "a training pair may have (a decompression bomb, or resize it first)")
+            raise BadSampleError(
+                path,
+                f"{w}x{h} is {w * h / 1e6:.0f} Mpx, more than the {MAX_SAMPLE_MPX} Mpx "
+                "a training pair may have (a decompression bomb, or resize it first)",
+            )
         img.load()  # decodes now, so a truncated file fails here and not later in a worker
         ImageOps.exif_transpose(img, in_place=True)  # a no-op without an orientation tag
     except BadSampleError:
@@ -135,8 +138,9 @@ def load_rgb(path: str | os.PathLike) -> Image.Image:
     img = _open_checked(path)
     if img.mode != "RGB":
         raise BadSampleError(
-            path, f"expected an 8-bit RGB image, got PIL mode {img.mode!r} (grayscale, RGBA, "
-            "palette, CMYK or 16-bit images are not accepted; convert to 8-bit RGB)"
+            path,
+            f"expected an 8-bit RGB image, got PIL mode {img.mode!r} (grayscale, RGBA, "
+            "palette, CMYK or 16-bit images are not accepted; convert to 8-bit RGB)",
         )
     bits = _png_bit_depth(path)
     if bits is not None and bits != 8:
@@ -178,8 +182,9 @@ def _depth_array(path: Path) -> np.ndarray:
     raise BadSampleError(path, f"expected a grayscale depth map (8- or 16-bit), got PIL mode {img.mode!r}")
 
 
-def read_depth(path: str | os.PathLike, size: tuple[int, int] | None = None,
-               depth: torch.Tensor | None = None) -> torch.Tensor:
+def read_depth(
+    path: str | os.PathLike, size: tuple[int, int] | None = None, depth: torch.Tensor | None = None
+) -> torch.Tensor:
     """Depth map → float32 (1, H, W) normalised disparity in [0, 1] (1 = near).
 
     ``size`` = (H, W) of the image it belongs to. A map of a different size with the same aspect
@@ -203,8 +208,9 @@ def read_depth(path: str | os.PathLike, size: tuple[int, int] | None = None,
     return depth
 
 
-def check_depth_size(depth_path: Path, depth_hw: tuple[int, int], image_hw: tuple[int, int],
-                     half_resolution: bool) -> None:
+def check_depth_size(
+    depth_path: Path, depth_hw: tuple[int, int], image_hw: tuple[int, int], half_resolution: bool
+) -> None:
     """Refuse a training pair's depth map that is not its image's size; ``half_resolution`` also accepts half.
 
     ``read_depth`` resamples any map with the image's aspect ratio, which the render command needs
@@ -216,8 +222,11 @@ def check_depth_size(depth_path: Path, depth_hw: tuple[int, int], image_hw: tupl
     if (dh, dw) == (h, w) or (half_resolution and abs(dw - w / 2) <= 1 and abs(dh - h / 2) <= 1):
         return
     allowed = f"{w}x{h}" + (f" or half that ({w // 2}x{h // 2})" if half_resolution else "")
-    raise BadSampleError(depth_path, f"depth map is {dw}x{dh} (WxH) but its image is {w}x{h}; a training pair's depth "
-                                     f"must be {allowed}. Re-run `python -m training.depth` for this folder")
+    raise BadSampleError(
+        depth_path,
+        f"depth map is {dw}x{dh} (WxH) but its image is {w}x{h}; a training pair's depth "
+        f"must be {allowed}. Re-run `python -m training.depth` for this folder",
+    )
 
 
 def write_depth_png(path: str | os.PathLike, disparity: torch.Tensor | np.ndarray) -> None:
@@ -272,12 +281,23 @@ class FolderLayout:
         Two files for one id (``1.png`` beside ``1.jpg``, or ``1.jpg`` beside ``1.JPG``) are a bad
         sample: which one is current cannot be known, and picking one silently trained on stale files.
         """
+
         def find(folder: Path, exts: Sequence[str]) -> Path:
-            found = [p for ext in exts for e in dict.fromkeys((ext, ext.upper()))
-                     if (p := folder / f"{sample_id}{e}").is_file()]
+            found = [
+                p
+                for ext in exts
+                for e in dict.fromkeys((ext, ext.upper()))
+                if (p := folder / f"{sample_id}{e}").is_file()
+            ]
             if len({p.resolve() for p in found}) > 1:  # resolve(): a case-insensitive file system lists one file twice
-                raise BadSampleError(found[0], "more than one file for id " + repr(sample_id) + ": "
-                                     + ", ".join(p.name for p in found) + "; keep one")
+                raise BadSampleError(
+                    found[0],
+                    "more than one file for id "
+                    + repr(sample_id)
+                    + ": "
+                    + ", ".join(p.name for p in found)
+                    + "; keep one",
+                )
             return found[0] if found else folder / f"{sample_id}{exts[0]}"
 
         return find(self.original, IMAGE_EXTS), find(self.bokeh, IMAGE_EXTS), find(self.depth, IMAGE_EXTS)
@@ -360,7 +380,9 @@ def split_ids(val_split: str) -> list[str]:
         return list(VAL294_IDS)
     if Path(val_split).is_file():
         return read_id_list(val_split)
-    raise ValueError(f"val_split={val_split!r}: expected 'auto', 'folder', 'val200', 'val294' or an existing id-list file")
+    raise ValueError(
+        f"val_split={val_split!r}: expected 'auto', 'folder', 'val200', 'val294' or an existing id-list file"
+    )
 
 
 # ----------------------------------------------------------------------------- dataset
@@ -389,8 +411,9 @@ def read_lens_csv(path: str | os.PathLike) -> dict[str, tuple[float, float, floa
                 raise ValueError(f"{len(cells)} cells")
             lens = LensParams(K=float(cells[2]), d_f=float(cells[1]), dof=float(cells[3]) if len(cells) == 4 else 0.0)
         except ValueError as e:
-            raise ValueError(f"{path}:{n}: expected 'id,d_f,K[,dof]' with 0 <= d_f <= 1, K >= 0, 0 <= dof <= 0.5, "
-                             f"got {line!r} ({e})") from None
+            raise ValueError(
+                f"{path}:{n}: expected 'id,d_f,K[,dof]' with 0 <= d_f <= 1, K >= 0, 0 <= dof <= 0.5, got {line!r} ({e})"
+            ) from None
         out[cells[0]] = (lens.d_f, lens.K, lens.dof)
     return out
 
@@ -490,7 +513,9 @@ class BokehPairs(Dataset):
             raise
         except Exception as e:  # never let a worker die with a traceback that names no file
             img_path, _, _ = self.layout.files(self.ids[index])
-            raise BadSampleError(img_path, f"failed to load sample id {self.ids[index]} ({type(e).__name__}: {e})") from e
+            raise BadSampleError(
+                img_path, f"failed to load sample id {self.ids[index]} ({type(e).__name__}: {e})"
+            ) from e
 
     def _lens(self, sid: str, depth: torch.Tensor) -> torch.Tensor:
         from training.renderers.lens import LensParams, auto_focus  # noqa: PLC0415
@@ -514,8 +539,9 @@ class BokehPairs(Dataset):
         tgt = load_rgb(tgt_path)
         if img.size != tgt.size:
             raise BadSampleError(
-                img_path, f"size {img.size[0]}x{img.size[1]} differs from its ground truth {tgt_path} "
-                f"({tgt.size[0]}x{tgt.size[1]})"
+                img_path,
+                f"size {img.size[0]}x{img.size[1]} differs from its ground truth {tgt_path} "
+                f"({tgt.size[0]}x{tgt.size[1]})",
             )
         w, h = img.size
         depth = read_depth(depth_path)  # its own size first, for the size rule
@@ -661,7 +687,9 @@ class BokehDataModule(L.LightningDataModule):
         if self.max_val_samples is not None:
             val_ids = val_ids[: self.max_val_samples]
         if not train_ids:
-            raise ValueError(f"{root}: no training samples (val_split={self.val_split!r}, exclude_list={self.exclude_list})")
+            raise ValueError(
+                f"{root}: no training samples (val_split={self.val_split!r}, exclude_list={self.exclude_list})"
+            )
         if not val_ids:
             raise ValueError(
                 f"{root}: no validation samples for val_split={self.val_split!r} (are the split's ids "
@@ -726,10 +754,17 @@ def _main(argv: Sequence[str] | None = None) -> int:
     a data set that cannot be opened at all."""
     p = argparse.ArgumentParser(description="Dataset utilities.")
     p.add_argument("--write-val200", metavar="PATH", help="(re)write the seeded Val200 id list")
-    p.add_argument("--check", metavar="ROOT", help="load every sample of ROOT once and report bad files; "
-                                                   "exit status 1 if any is bad")
-    p.add_argument("--crop-size", type=int, default=1024,
-                   help="the training crop the check loads with (default 1024, the paper's): a smaller image is bad")
+    p.add_argument(
+        "--check",
+        metavar="ROOT",
+        help="load every sample of ROOT once and report bad files; exit status 1 if any is bad",
+    )
+    p.add_argument(
+        "--crop-size",
+        type=int,
+        default=1024,
+        help="the training crop the check loads with (default 1024, the paper's): a smaller image is bad",
+    )
     a = p.parse_args(argv)
     if not (a.write_val200 or a.check):
         p.print_help(sys.stderr)

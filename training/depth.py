@@ -167,7 +167,9 @@ def normalise_disparity(pred: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_disparity(net: torch.nn.Module, pre: DPTPreprocess, images: list[Image.Image], device: str) -> list[torch.Tensor]:
+def predict_disparity(
+    net: torch.nn.Module, pre: DPTPreprocess, images: list[Image.Image], device: str
+) -> list[torch.Tensor]:
     """Normalised disparity (H, W) at each image's own size."""
     x = torch.stack([pre(im) for im in images]).to(device)  # (B, 3, 384, 384)
     pred = net(pixel_values=x).predicted_depth  # (B, h', w') relative inverse depth
@@ -179,7 +181,9 @@ def predict_disparity(net: torch.nn.Module, pre: DPTPreprocess, images: list[Ima
     return out
 
 
-def run(data: str | Path, model: str = DEFAULT_MODEL, batch_size: int = 1, device: str = "cpu", skip_bad: bool = False) -> dict[str, int]:
+def run(
+    data: str | Path, model: str = DEFAULT_MODEL, batch_size: int = 1, device: str = "cpu", skip_bad: bool = False
+) -> dict[str, int]:
     root = Path(data)
     if not root.is_dir():
         raise FileNotFoundError(f"--data {root} is not a folder")
@@ -187,7 +191,9 @@ def run(data: str | Path, model: str = DEFAULT_MODEL, batch_size: int = 1, devic
         raise FileNotFoundError(f"no original/ folder in {root} or its subfolders (e.g. {root}/Training/original)")
     todo = list(pending(root))
     total = sum(
-        1 for split in original_folders(root) for f in (split / "original").iterdir()
+        1
+        for split in original_folders(root)
+        for f in (split / "original").iterdir()
         if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".")
     )
     stats = {"written": 0, "bad": 0, "already_done": total - len(todo)}
@@ -230,7 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     except (DepthModelMissing, BadSampleError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"depth maps written: {stats['written']}, already done: {stats['already_done']}, bad images skipped: {stats['bad']}")
+    print(
+        f"depth maps written: {stats['written']}, already done: {stats['already_done']}, bad images skipped: {stats['bad']}"
+    )
     return 0
 
 

@@ -101,15 +101,13 @@ class PatchDiscriminator(nn.Module):
         x = candidate if condition is None else torch.cat((condition, candidate), dim=1)  # (B, 6, H, W)
         if x.shape[1] != self.in_channels:
             raise ValueError(
-                f"PatchDiscriminator expects {self.in_channels} input channels "
-                f"(photo + candidate), got {x.shape[1]}"
+                f"PatchDiscriminator expects {self.in_channels} input channels (photo + candidate), got {x.shape[1]}"
             )
         # The last normalised stride-2 conv outputs H / 2^n; InstanceNorm needs > 1 pixel there.
         min_side = 2 ** (self.n_layers + 1)
         if x.shape[-2] < min_side or x.shape[-1] < min_side:
             raise ValueError(
-                f"PatchDiscriminator of depth {self.n_layers} needs H, W >= {min_side}, "
-                f"got {tuple(x.shape[-2:])}"
+                f"PatchDiscriminator of depth {self.n_layers} needs H, W >= {min_side}, got {tuple(x.shape[-2:])}"
             )
         return self.model(x)
 
@@ -133,11 +131,7 @@ class MultiScaleDiscriminator(nn.Module):
         if len(depths) == 0:
             raise ValueError("MultiScaleDiscriminator needs at least one depth")
         self.depths = tuple(depths)
-        self.critics = nn.ModuleList(
-            PatchDiscriminator(in_channels, base_channels, n_layers=d) for d in self.depths
-        )
+        self.critics = nn.ModuleList(PatchDiscriminator(in_channels, base_channels, n_layers=d) for d in self.depths)
 
-    def forward(
-        self, candidate: torch.Tensor, condition: torch.Tensor | None = None
-    ) -> list[torch.Tensor]:
+    def forward(self, candidate: torch.Tensor, condition: torch.Tensor | None = None) -> list[torch.Tensor]:
         return [critic(candidate, condition) for critic in self.critics]

@@ -206,7 +206,9 @@ class NAFNet(nn.Module):
     def forward(self, image: torch.Tensor, depth: torch.Tensor, lens: torch.Tensor | None = None) -> torch.Tensor:
         if self.lens_input:
             if lens is None:
-                raise ValueError("this generator was built with lens_input=True: pass lens (B, 3, 1, 1) = (d_f, K, dof)")
+                raise ValueError(
+                    "this generator was built with lens_input=True: pass lens (B, 3, 1, 1) = (d_f, K, dof)"
+                )
             s, r = self.defocus(depth, lens)
             x = torch.cat([image, depth, s, r], dim=1)  # (B, 6, H, W): RGB + depth + S + |S|
         else:

@@ -89,8 +89,10 @@ class BokehGAN(L.LightningModule):
             if src.arch.get("width", width) != width:
                 raise ValueError(f"init_generator {init_generator} has width {src.arch['width']}, config says {width}")
             if src.generator.lens_input != lens_input:
-                raise ValueError(f"init_generator {init_generator} has lens_input={src.generator.lens_input}, "
-                                 f"config says {lens_input}")
+                raise ValueError(
+                    f"init_generator {init_generator} has lens_input={src.generator.lens_input}, "
+                    f"config says {lens_input}"
+                )
             self.generator.load_state_dict(src.generator.state_dict())
 
         from training.losses import (  # noqa: PLC0415 (kept local: losses pull in kornia)
@@ -152,7 +154,9 @@ class BokehGAN(L.LightningModule):
         if self.hparams.channels_last and isinstance(batch, dict):
             # On the device already: the re-layout is a GPU copy, not a host one.
             batch = {
-                k: v.contiguous(memory_format=torch.channels_last) if isinstance(v, torch.Tensor) and v.dim() == 4 else v
+                k: v.contiguous(memory_format=torch.channels_last)
+                if isinstance(v, torch.Tensor) and v.dim() == 4
+                else v
                 for k, v in batch.items()
             }
         return batch
@@ -164,8 +168,10 @@ class BokehGAN(L.LightningModule):
     def generate(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """The generator on a batch; the lens goes in only when the generator takes one."""
         if self.generator.lens_input and "lens" not in batch:
-            raise ValueError("model.lens_input is true but the batch has no 'lens': set data.lens: true "
-                             "(training/configs/lens.yaml does both)")
+            raise ValueError(
+                "model.lens_input is true but the batch has no 'lens': set data.lens: true "
+                "(training/configs/lens.yaml does both)"
+            )
         return self.generator(batch["image"], batch["depth"], batch.get("lens") if self.generator.lens_input else None)
 
     # ------------------------------------------------------------------ losses
@@ -283,8 +289,13 @@ class BokehGAN(L.LightningModule):
             return opts[0] if len(opts) == 1 else opts
         # interval "step" counts batches in automatic optimisation; in manual optimisation
         # (stage 2) _adversarial_step steps the schedulers itself, once per batch.
-        scheds = [{"scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(o, hp.lr_decay_steps, o.defaults["lr"] * 0.01),
-                   "interval": "step"} for o in opts]
+        scheds = [
+            {
+                "scheduler": torch.optim.lr_scheduler.CosineAnnealingLR(o, hp.lr_decay_steps, o.defaults["lr"] * 0.01),
+                "interval": "step",
+            }
+            for o in opts
+        ]
         return opts, scheds
 
     # ------------------------------------------------------------------ validation
@@ -296,8 +307,18 @@ class BokehGAN(L.LightningModule):
         # Per image, keyed by sample id, reduced in on_validation_epoch_end: under DDP each rank
         # sees part of the split and DistributedSampler pads the last round with repeated samples,
         # so a per-rank mean (or Lightning's mean of rank means) would not be the split's mean.
-        rows = torch.stack([(fake - target).abs().flatten(1).mean(1), psnr(fake, target, reduction="none"),
-                            ssim(fake, target, reduction="none")], dim=1).double().cpu()  # (B, 3)
+        rows = (
+            torch.stack(
+                [
+                    (fake - target).abs().flatten(1).mean(1),
+                    psnr(fake, target, reduction="none"),
+                    ssim(fake, target, reduction="none"),
+                ],
+                dim=1,
+            )
+            .double()
+            .cpu()
+        )  # (B, 3)
         ids = batch.get("id") or [f"rank{self.global_rank}/batch{batch_idx}/{j}" for j in range(len(rows))]
         for sid, row in zip(ids, rows.tolist(), strict=True):
             self._val_scores[str(sid)] = row
@@ -322,8 +343,9 @@ class BokehGAN(L.LightningModule):
             # each). sync_dist with "max" of equal values changes nothing, exactly; it only keeps
             # Lightning from warning that an epoch-level value was logged without sync_dist.
             for key, value in (("val/l1", l1), ("val/psnr", p), ("val/ssim", s)):
-                self.log(key, value, prog_bar=key == "val/psnr", batch_size=len(scores), sync_dist=True,
-                         reduce_fx="max")
+                self.log(
+                    key, value, prog_bar=key == "val/psnr", batch_size=len(scores), sync_dist=True, reduce_fx="max"
+                )
         if not self._samples or self.trainer.sanity_checking:
             return
         self._write_samples(self._samples)
@@ -420,8 +442,9 @@ class BokehGAN(L.LightningModule):
 
 # Settings a resumed run may change: how fast a step runs, or where a file lives, not what a step
 # computes (init_generator only seeds a fresh run; a resume loads every weight from the checkpoint).
-RESUME_MAY_CHANGE = frozenset({"channels_last", "compile", "fused_adam", "num_sample_images", "vgg_weights",
-                               "init_generator"})
+RESUME_MAY_CHANGE = frozenset(
+    {"channels_last", "compile", "fused_adam", "num_sample_images", "vgg_weights", "init_generator"}
+)
 
 
 class ResumeMismatchError(ValueError):

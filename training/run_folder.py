@@ -88,8 +88,10 @@ def refuse_message(run: Path, found: list[Path]) -> str:
     resume = f"resume it with --ckpt_path {lasts[0]}, " if lasts else ""
     names = ", ".join(str(p.relative_to(run)) if p.is_relative_to(run) else str(p) for p in found[:4])
     more = f" and {len(found) - 4} more" if len(found) > 4 else ""
-    return (f"{run} already holds a run ({names}{more}): {resume}train into another folder with "
-            f"--trainer.logger.init_args.name NAME, or pass --overwrite true to delete that run and start again")
+    return (
+        f"{run} already holds a run ({names}{more}): {resume}train into another folder with "
+        f"--trainer.logger.init_args.name NAME, or pass --overwrite true to delete that run and start again"
+    )
 
 
 def clear_run(run: Path, ckpt_dirs: Iterable[Path]) -> list[Path]:

@@ -79,8 +79,9 @@ def scene_rng(seed: int, split: str, index: int) -> tuple[np.random.Generator, t
 
 
 def _hsv(h: float, s: float, v: float) -> torch.Tensor:
-    return torch.tensor(colorsys.hsv_to_rgb(h % 1.0, float(np.clip(s, 0, 1)), float(np.clip(v, 0, 1))),
-                        dtype=torch.float32)
+    return torch.tensor(
+        colorsys.hsv_to_rgb(h % 1.0, float(np.clip(s, 0, 1)), float(np.clip(v, 0, 1))), dtype=torch.float32
+    )
 
 
 def random_palette(rng: np.random.Generator, n: int | None = None, hue: float | None = None) -> torch.Tensor:
@@ -104,8 +105,15 @@ def palette_map(x: torch.Tensor, palette: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def fractal(h: int, w: int, gen: torch.Generator, rng: np.random.Generator,
-            largest: int | None = None, smallest: int = 2, beta: float | None = None) -> torch.Tensor:
+def fractal(
+    h: int,
+    w: int,
+    gen: torch.Generator,
+    rng: np.random.Generator,
+    largest: int | None = None,
+    smallest: int = 2,
+    beta: float | None = None,
+) -> torch.Tensor:
     """(1, h, w) fractal noise, zero mean, unit std; octave amplitude ~ cell**beta (1/f-like)."""
     beta = rng.uniform(0.3, 1.4) if beta is None else beta
     largest = largest or int(2 ** rng.integers(4, 8))
@@ -116,14 +124,20 @@ def fractal(h: int, w: int, gen: torch.Generator, rng: np.random.Generator,
         n = torch.randn(1, 1, gh, gw, generator=gen)
         up = F.interpolate(n, scale_factor=cell, mode="bilinear", align_corners=False)
         oy, ox = int(rng.integers(0, cell)), int(rng.integers(0, cell))
-        acc += up[..., oy: oy + h, ox: ox + w] * float(cell) ** beta
+        acc += up[..., oy : oy + h, ox : ox + w] * float(cell) ** beta
         cell //= 2
     acc = acc[0]
     return (acc - acc.mean()) / acc.std().clamp_min(1e-6)
 
 
-def texture(h: int, w: int, rng: np.random.Generator, gen: torch.Generator, kind: str | None = None,
-            palette: torch.Tensor | None = None) -> torch.Tensor:
+def texture(
+    h: int,
+    w: int,
+    rng: np.random.Generator,
+    gen: torch.Generator,
+    kind: str | None = None,
+    palette: torch.Tensor | None = None,
+) -> torch.Tensor:
     """(3, h, w) display-space texture in [0, 1] of a random kind."""
     kind = kind or str(rng.choice(["fractal", "fractal", "fractal", "stripes", "tiles", "spots", "flat"]))
     pal = random_palette(rng) if palette is None else palette
@@ -131,8 +145,9 @@ def texture(h: int, w: int, rng: np.random.Generator, gen: torch.Generator, kind
         x = 0.5 + 0.5 * torch.tanh(fractal(h, w, gen, rng) * rng.uniform(0.4, 1.2))
         tex = palette_map(x, pal)
     elif kind == "stripes":
-        yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                                indexing="ij")
+        yy, xx = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
         th = rng.uniform(0, math.pi)
         period = rng.uniform(4, 60)
         warp = fractal(h, w, gen, rng, largest=64, smallest=8) * rng.uniform(0, 6)
@@ -141,8 +156,9 @@ def texture(h: int, w: int, rng: np.random.Generator, gen: torch.Generator, kind
         tex = palette_map(x[None], pal)
     elif kind == "tiles":
         tw, th_ = rng.uniform(10, 70), rng.uniform(8, 50)
-        yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
-                                indexing="ij")
+        yy, xx = torch.meshgrid(
+            torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij"
+        )
         row = torch.floor(yy / th_)
         xs = xx + (row % 2) * tw * 0.5
         col = torch.floor(xs / tw)
@@ -163,8 +179,9 @@ def texture(h: int, w: int, rng: np.random.Generator, gen: torch.Generator, kind
         tex = base * (1 + gy) + 0.02 * fractal(h, w, gen, rng, largest=8)
         tex = tex.expand(3, h, w)
     # brightness variation (lighting) on top of every kind
-    light = 1.0 + rng.uniform(0.0, 0.35) * torch.tanh(fractal(h, w, gen, rng, largest=int(2 ** rng.integers(5, 8)),
-                                                                 smallest=16))
+    light = 1.0 + rng.uniform(0.0, 0.35) * torch.tanh(
+        fractal(h, w, gen, rng, largest=int(2 ** rng.integers(5, 8)), smallest=16)
+    )
     return (tex * light).clamp(0.0, 1.0)
 
 
@@ -178,13 +195,21 @@ def rasterize(h: int, w: int, draw_fn: Callable[[ImageDraw.ImageDraw, int], None
     return torch.from_numpy(a)[None]
 
 
-def radial_polygon(cx: float, cy: float, radius: float, rng: np.random.Generator, roughness: float,
-                   aspect: float = 1.0, angle: float = 0.0, n: int = 160) -> list[tuple[float, float]]:
+def radial_polygon(
+    cx: float,
+    cy: float,
+    radius: float,
+    rng: np.random.Generator,
+    roughness: float,
+    aspect: float = 1.0,
+    angle: float = 0.0,
+    n: int = 160,
+) -> list[tuple[float, float]]:
     """An irregular closed outline: radius modulated by random harmonics (sharp lobes when rough)."""
     th = np.linspace(0, 2 * np.pi, n, endpoint=False)
     r = np.ones(n)
     for k in range(2, 14):
-        r += rng.normal(0, roughness / k ** 0.9) * np.cos(k * th + rng.uniform(0, 2 * np.pi))
+        r += rng.normal(0, roughness / k**0.9) * np.cos(k * th + rng.uniform(0, 2 * np.pi))
     r = np.clip(r, 0.25, None) * radius
     x, y = r * np.cos(th) * aspect, r * np.sin(th)
     ca, sa = math.cos(angle), math.sin(angle)
@@ -195,8 +220,9 @@ def _scaled(points: list[tuple[float, float]], s: float) -> list[tuple[float, fl
     return [(x * s, y * s) for x, y in points]
 
 
-def curve(x0: float, y0: float, length: float, angle: float, rng: np.random.Generator, bend: float = 0.3,
-          steps: int = 24) -> list[tuple[float, float]]:
+def curve(
+    x0: float, y0: float, length: float, angle: float, rng: np.random.Generator, bend: float = 0.3, steps: int = 24
+) -> list[tuple[float, float]]:
     """A smoothly bending polyline (random walk of the direction): stems, branches, blades, hair."""
     pts = [(x0, y0)]
     a = angle
@@ -212,8 +238,15 @@ def make_shape(kind: str, size: float, rng: np.random.Generator) -> tuple[torch.
     S = max(int(size), 6)
     if kind == "blob":
         h = w = int(S * 1.3) + 4
-        pts = radial_polygon(w / 2, h / 2, S * 0.45, rng, roughness=rng.uniform(0.05, 0.45),
-                             aspect=rng.uniform(0.6, 1.4), angle=rng.uniform(0, np.pi))
+        pts = radial_polygon(
+            w / 2,
+            h / 2,
+            S * 0.45,
+            rng,
+            roughness=rng.uniform(0.05, 0.45),
+            aspect=rng.uniform(0.6, 1.4),
+            angle=rng.uniform(0, np.pi),
+        )
         return rasterize(h, w, lambda d, s: d.polygon(_scaled(pts, s), fill=255)), kind
     if kind == "flower":
         h = w = int(S * 1.1) + 4
@@ -226,10 +259,10 @@ def make_shape(kind: str, size: float, rng: np.random.Generator) -> tuple[torch.
             for k in range(n):
                 a = rot + 2 * np.pi * k / n
                 cx, cy = w / 2 + math.cos(a) * pet * 0.55, h / 2 + math.sin(a) * pet * 0.55
-                d.polygon(_scaled(radial_polygon(cx, cy, pet * 0.5, rng, 0.05, aspect=1 / width, angle=a), s),
-                          fill=255)
+                d.polygon(_scaled(radial_polygon(cx, cy, pet * 0.5, rng, 0.05, aspect=1 / width, angle=a), s), fill=255)
             rr = pet * rng.uniform(0.2, 0.45)
             d.ellipse([(w / 2 - rr) * s, (h / 2 - rr) * s, (w / 2 + rr) * s, (h / 2 + rr) * s], fill=255)
+
         return rasterize(h, w, draw), kind
     if kind == "clump":  # leafy clump: many small leaves with gaps between them
         h = w = int(S * 1.2) + 4
@@ -241,9 +274,23 @@ def make_shape(kind: str, size: float, rng: np.random.Generator) -> tuple[torch.
                 rr = math.sqrt(rng.random()) * S * 0.45
                 a = rng.uniform(0, 2 * np.pi)
                 cx, cy = w / 2 + rr * math.cos(a), h / 2 + rr * math.sin(a)
-                d.polygon(_scaled(radial_polygon(cx, cy, leaf * rng.uniform(0.6, 1.4), rng, 0.1,
-                                                 aspect=rng.uniform(1.5, 2.5), angle=rng.uniform(0, np.pi), n=24), s),
-                          fill=255)
+                d.polygon(
+                    _scaled(
+                        radial_polygon(
+                            cx,
+                            cy,
+                            leaf * rng.uniform(0.6, 1.4),
+                            rng,
+                            0.1,
+                            aspect=rng.uniform(1.5, 2.5),
+                            angle=rng.uniform(0, np.pi),
+                            n=24,
+                        ),
+                        s,
+                    ),
+                    fill=255,
+                )
+
         return rasterize(h, w, draw), kind
     if kind == "person":
         h, w = int(S * 1.6) + 4, int(S * 0.9) + 4
@@ -254,15 +301,28 @@ def make_shape(kind: str, size: float, rng: np.random.Generator) -> tuple[torch.
             d.ellipse([(cx - head) * s, 2 * s, (cx + head) * s, (2 + 2.4 * head) * s], fill=255)
             top = 2 + 2.2 * head
             sh = S * rng.uniform(0.32, 0.42)
-            body = [(cx - head * 0.5, top), (cx + head * 0.5, top), (cx + sh, top + head * 0.9),
-                    (cx + sh * rng.uniform(0.8, 1.05), h + 2), (cx - sh * rng.uniform(0.8, 1.05), h + 2),
-                    (cx - sh, top + head * 0.9)]
+            body = [
+                (cx - head * 0.5, top),
+                (cx + head * 0.5, top),
+                (cx + sh, top + head * 0.9),
+                (cx + sh * rng.uniform(0.8, 1.05), h + 2),
+                (cx - sh * rng.uniform(0.8, 1.05), h + 2),
+                (cx - sh, top + head * 0.9),
+            ]
             d.polygon(_scaled(body, s), fill=255)
             for _ in range(int(rng.integers(0, 40))):  # loose hair strands: thin structures
                 a = rng.uniform(-np.pi, 0)
-                pts = curve(cx + math.cos(a) * head, 2 + 1.2 * head + math.sin(a) * head * 1.1,
-                            head * rng.uniform(0.3, 0.8), a, rng, bend=0.8, steps=6)
+                pts = curve(
+                    cx + math.cos(a) * head,
+                    2 + 1.2 * head + math.sin(a) * head * 1.1,
+                    head * rng.uniform(0.3, 0.8),
+                    a,
+                    rng,
+                    bend=0.8,
+                    steps=6,
+                )
                 d.line(_scaled(pts, s), fill=255, width=max(1, int(s * rng.uniform(0.4, 1.2))))
+
         return rasterize(h, w, draw), kind
     if kind == "branch":
         h = w = int(S * 1.2) + 8
@@ -276,13 +336,20 @@ def make_shape(kind: str, size: float, rng: np.random.Generator) -> tuple[torch.
                 if depth < 3:
                     for _ in range(int(rng.integers(1, 4))):
                         k = int(rng.integers(3, len(pts)))
-                        stack.append((*pts[k], a + rng.choice([-1, 1]) * rng.uniform(0.3, 1.0), ln * 0.55,
-                                      max(wd * 0.6, 0.7), depth + 1))
+                        stack.append(
+                            (
+                                *pts[k],
+                                a + rng.choice([-1, 1]) * rng.uniform(0.3, 1.0),
+                                ln * 0.55,
+                                max(wd * 0.6, 0.7),
+                                depth + 1,
+                            )
+                        )
                 if depth >= 1 and rng.random() < 0.6:  # leaves at the tips
                     ex, ey = pts[-1]
                     lf = S * 0.05
-                    d.polygon(_scaled(radial_polygon(ex, ey, lf, rng, 0.05, aspect=2.0, angle=a, n=16), s),
-                              fill=255)
+                    d.polygon(_scaled(radial_polygon(ex, ey, lf, rng, 0.05, aspect=2.0, angle=a, n=16), s), fill=255)
+
         return rasterize(h, w, draw), kind
     if kind == "grass":
         h, w = int(S) + 4, int(S * rng.uniform(0.6, 1.5)) + 4
@@ -295,6 +362,7 @@ def make_shape(kind: str, size: float, rng: np.random.Generator) -> tuple[torch.
                 left = [(px - base * (1 - i / 8) / 2, py) for i, (px, py) in enumerate(pts)]
                 right = [(px + base * (1 - i / 8) / 2, py) for i, (px, py) in enumerate(pts)]
                 d.polygon(_scaled(left + right[::-1], s), fill=255)
+
         return rasterize(h, w, draw), kind
     if kind == "pole":
         h, w = int(S * 1.5) + 4, int(S * 0.2) + 6
@@ -302,6 +370,7 @@ def make_shape(kind: str, size: float, rng: np.random.Generator) -> tuple[torch.
 
         def draw(d, s):
             d.rectangle([(w / 2 - wd / 2) * s, 0, (w / 2 + wd / 2) * s, h * s], fill=255)
+
         return rasterize(h, w, draw), kind
     raise ValueError(f"unknown shape kind {kind}")
 
@@ -312,13 +381,19 @@ def shading(alpha: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
     a = rng.uniform(0, 2 * np.pi)
     lit = (xx * math.cos(a) + yy * math.sin(a)) * rng.uniform(0.0, 0.35)
-    rr = (xx ** 2 + yy ** 2).clamp(max=1.0)
+    rr = (xx**2 + yy**2).clamp(max=1.0)
     return (1.0 + lit - rng.uniform(0.0, 0.3) * rr)[None].clamp(0.3, 1.4)
 
 
 # ==== highlights =================================================================================================
-def add_highlights(rad: torch.Tensor, alpha: torch.Tensor, rng: np.random.Generator, n: int,
-                   region: tuple[int, int, int, int], cluster: bool) -> None:
+def add_highlights(
+    rad: torch.Tensor,
+    alpha: torch.Tensor,
+    rng: np.random.Generator,
+    n: int,
+    region: tuple[int, int, int, int],
+    cluster: bool,
+) -> None:
     """Paint n small HDR discs (radiance 2-150 x white, log-uniform) into rad (3, h, w) in place.
 
     Real point lights are orders of magnitude brighter than a white wall: clipped to white in the
@@ -339,16 +414,19 @@ def add_highlights(rad: torch.Tensor, alpha: torch.Tensor, rng: np.random.Genera
                 centres.append((cy + rng.normal(0, sy), cx + rng.normal(0, sx)))
     else:
         centres = [(rng.uniform(y0, y1), rng.uniform(x0, x1)) for _ in range(n)]
-    for cy, cx in centres[: n]:
+    for cy, cx in centres[:n]:
         r = rng.uniform(0.6, 2.2)
         iy, ix = int(round(cy)), int(round(cx))
         R = int(math.ceil(r)) + 1
         ya, yb, xa, xb = max(iy - R, 0), min(iy + R + 1, h), max(ix - R, 0), min(ix + R + 1, w)
         if ya >= yb or xa >= xb or alpha[0, min(max(iy, 0), h - 1), min(max(ix, 0), w - 1)] < 0.5:
             continue
-        yy, xx = torch.meshgrid(torch.arange(ya, yb, dtype=torch.float32) - cy,
-                                torch.arange(xa, xb, dtype=torch.float32) - cx, indexing="ij")
-        cover = (r + 0.5 - torch.sqrt(yy ** 2 + xx ** 2)).clamp(0, 1)
+        yy, xx = torch.meshgrid(
+            torch.arange(ya, yb, dtype=torch.float32) - cy,
+            torch.arange(xa, xb, dtype=torch.float32) - cx,
+            indexing="ij",
+        )
+        cover = (r + 0.5 - torch.sqrt(yy**2 + xx**2)).clamp(0, 1)
         if warm:
             col = _hsv(rng.uniform(0.05, 0.15), rng.uniform(0.0, 0.5), 1.0)
         else:
@@ -365,11 +443,11 @@ class SceneLayer:
     """A layer in "true" disparity (z_near / z) before normalisation."""
 
     radiance: torch.Tensor  # (3, h, w) linear
-    alpha: torch.Tensor     # (1, h, w)
-    delta: torch.Tensor     # (1, h, w) true relative disparity
+    alpha: torch.Tensor  # (1, h, w)
+    delta: torch.Tensor  # (1, h, w) true relative disparity
     y0: int
     x0: int
-    order: float            # sort key, back (small) to front
+    order: float  # sort key, back (small) to front
     name: str
 
 
@@ -379,8 +457,9 @@ def _plane(h: int, w: int, y0: int, x0: int, d0: float, gy: float, gx: float, cy
     return (d0 + gy * yy + gx * xx).expand(1, h, w).clone()
 
 
-def build_scene(rng: np.random.Generator, gen: torch.Generator, H: int, W: int, margin: tuple[int, int],
-                gamma: float) -> tuple[list[SceneLayer], float, dict]:
+def build_scene(
+    rng: np.random.Generator, gen: torch.Generator, H: int, W: int, margin: tuple[int, int], gamma: float
+) -> tuple[list[SceneLayer], float, dict]:
     """Layers (back to front) of one random scene on an (H + 2 my, W + 2 mx) canvas; also the subject's
     true disparity and a description for the metadata."""
     my, mx = margin
@@ -423,8 +502,17 @@ def build_scene(rng: np.random.Generator, gen: torch.Generator, H: int, W: int, 
     if rng.random() < 0.7:
         add_highlights(rad, alpha, rng, int(rng.integers(5, 80)), (0, Hc, 0, Wc), cluster=rng.random() < 0.6)
     g_back = rng.normal(0, 0.03) / Hc
-    layers.append(SceneLayer(rad, alpha, _plane(Hc, Wc, 0, 0, delta_b, g_back, rng.normal(0, 0.03) / Wc, Hc / 2, Wc / 2),
-                             0, 0, -1.0, "backdrop"))
+    layers.append(
+        SceneLayer(
+            rad,
+            alpha,
+            _plane(Hc, Wc, 0, 0, delta_b, g_back, rng.normal(0, 0.03) / Wc, Hc / 2, Wc / 2),
+            0,
+            0,
+            -1.0,
+            "backdrop",
+        )
+    )
 
     # --- ground plane ---
     ground = None
@@ -446,8 +534,7 @@ def build_scene(rng: np.random.Generator, gen: torch.Generator, H: int, W: int, 
         tex = texture(gh, Wc, rng, gen)
         grid_y = (1.0 - 2.0 * (Z - 1.0) / (cap - 1.0)).view(1, gh, 1, 1).expand(1, gh, Wc, 1)
         grid_x = (torch.linspace(-1, 1, Wc).view(1, 1, Wc) * (Z / cap).view(1, gh, 1)).unsqueeze(-1)
-        tex = F.grid_sample(tex[None], torch.cat([grid_x, grid_y], dim=-1), mode="bilinear",
-                            align_corners=True)[0]
+        tex = F.grid_sample(tex[None], torch.cat([grid_x, grid_y], dim=-1), mode="bilinear", align_corners=True)[0]
         prof = fractal(1, Wc, gen, rng, largest=64, smallest=4)[0, 0] * rng.uniform(0, 12) * scale
         yy = torch.arange(gh, dtype=torch.float32).view(gh, 1)
         a = (yy - prof.clamp_min(0).view(1, Wc) + 0.5).clamp(0, 1)[None]
@@ -468,8 +555,17 @@ def build_scene(rng: np.random.Generator, gen: torch.Generator, H: int, W: int, 
             return None
         return int(y_h + (delta - d_h) / (d_bot - d_h) * (gh - 1))
 
-    def add_object(kind: str, size: float, cy: float, cx: float, delta: float, name: str,
-                   stand: bool = False, tex_kind: str | None = None, slant: float = 0.02) -> tuple[int, int, int, int]:
+    def add_object(
+        kind: str,
+        size: float,
+        cy: float,
+        cx: float,
+        delta: float,
+        name: str,
+        stand: bool = False,
+        tex_kind: str | None = None,
+        slant: float = 0.02,
+    ) -> tuple[int, int, int, int]:
         a, _ = make_shape(kind, size, rng)
         h, w = a.shape[-2:]
         y0, x0 = int(cy - h / 2), int(cx - w / 2)
@@ -509,8 +605,17 @@ def build_scene(rng: np.random.Generator, gen: torch.Generator, H: int, W: int, 
         rad = lin(tex)
         if rng.random() < 0.4:
             add_highlights(rad, a, rng, int(rng.integers(3, 40)), (0, bh, 0, Wc), cluster=rng.random() < 0.5)
-        layers.append(SceneLayer(rad, a, _plane(bh, Wc, top, 0, delta, 0.0, rng.normal(0, 0.02) / Wc, Hc / 2, Wc / 2),
-                                 top, 0, delta, f"band{k}"))
+        layers.append(
+            SceneLayer(
+                rad,
+                a,
+                _plane(bh, Wc, top, 0, delta, 0.0, rng.normal(0, 0.02) / Wc, Hc / 2, Wc / 2),
+                top,
+                0,
+                delta,
+                f"band{k}",
+            )
+        )
 
     # --- mid objects and thin structures between the backdrop and the subject ---
     for k in range(int(rng.integers(1, 6))):
@@ -523,9 +628,15 @@ def build_scene(rng: np.random.Generator, gen: torch.Generator, H: int, W: int, 
         wy = rng.uniform(0.1, 0.6) * Hc
         sag = rng.uniform(0, 0.1) * Hc
         width = rng.uniform(0.7, 2.0)
-        wire_a = rasterize(Hc, Wc, lambda d, s: d.line(
-            [(x * s, (wy + sag * (2 * x / Wc - 1) ** 2) * s) for x in np.linspace(0, Wc, 40)],
-            fill=255, width=max(1, int(width * s))))
+        wire_a = rasterize(
+            Hc,
+            Wc,
+            lambda d, s: d.line(
+                [(x * s, (wy + sag * (2 * x / Wc - 1) ** 2) * s) for x in np.linspace(0, Wc, 40)],
+                fill=255,
+                width=max(1, int(width * s)),
+            ),
+        )
         col = lin(_hsv(rng.random(), rng.uniform(0, 0.3), rng.uniform(0.05, 0.6)).view(3, 1, 1).expand(3, Hc, Wc))
         layers.append(SceneLayer(col.clone(), wire_a, torch.full((1, Hc, Wc), delta), 0, 0, delta, "wire"))
 
@@ -542,12 +653,27 @@ def build_scene(rng: np.random.Generator, gen: torch.Generator, H: int, W: int, 
         sw = rng.uniform(1.5, 6.0) * scale
         sh = Hc - (y0 + y1) // 2
         if sh > 4:
-            stem = rasterize(sh, int(sw * 4 + 20), lambda d, s: d.line(
-                [(p[0] * s, p[1] * s) for p in curve(sw * 2 + 10, 0, sh + 2, np.pi / 2, rng, 0.2, 12)],
-                fill=255, width=max(1, int(sw * s))))
+            stem = rasterize(
+                sh,
+                int(sw * 4 + 20),
+                lambda d, s: d.line(
+                    [(p[0] * s, p[1] * s) for p in curve(sw * 2 + 10, 0, sh + 2, np.pi / 2, rng, 0.2, 12)],
+                    fill=255,
+                    width=max(1, int(sw * s)),
+                ),
+            )
             tex = texture(*stem.shape[-2:], rng, gen, "fractal", random_palette(rng, 3, hue=rng.uniform(0.2, 0.4)))
-            layers.append(SceneLayer(lin(tex), stem, torch.full_like(stem, delta_s), (y0 + y1) // 2,
-                                     int(sx - sw * 2 - 10), delta_s - 1e-4, "stem"))
+            layers.append(
+                SceneLayer(
+                    lin(tex),
+                    stem,
+                    torch.full_like(stem, delta_s),
+                    (y0 + y1) // 2,
+                    int(sx - sw * 2 - 10),
+                    delta_s - 1e-4,
+                    "stem",
+                )
+            )
 
     # --- blurred foreground occluders in front of the subject ---
     if rng.random() < 0.5:
@@ -571,8 +697,8 @@ def build_scene(rng: np.random.Generator, gen: torch.Generator, H: int, W: int, 
 @dataclass
 class Pair:
     original: np.ndarray  # (H, W, 3) uint8
-    bokeh: np.ndarray     # (H, W, 3) uint8
-    depth: np.ndarray     # (H, W) uint16
+    bokeh: np.ndarray  # (H, W, 3) uint8
+    depth: np.ndarray  # (H, W) uint16
     lens: LensParams
     meta: dict
 
@@ -592,9 +718,16 @@ def canvas_margin(H: int, W: int) -> tuple[int, int]:
     return (fft_size(H + 2 * m) - H + 1) // 2, (fft_size(W + 2 * m) - W + 1) // 2
 
 
-def make_pair(seed: int, split: str, index: int, height: int, width: int,
-              renderer: GroundTruthRenderer | None = None, refocus_prob: float = 0.0,
-              dof_max: float = 0.0) -> Pair:
+def make_pair(
+    seed: int,
+    split: str,
+    index: int,
+    height: int,
+    width: int,
+    renderer: GroundTruthRenderer | None = None,
+    refocus_prob: float = 0.0,
+    dof_max: float = 0.0,
+) -> Pair:
     """Build and render scene ``index`` of ``split``; depends only on (seed, split, index, size,
     refocus_prob).
 
@@ -646,10 +779,22 @@ def make_pair(seed: int, split: str, index: int, height: int, width: int,
         return (x * 255.0 + 0.5).clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
     depth = ((visible - lo) / span).clamp(0, 1)[0]
-    meta = {"seed": seed, "split": split, "index": index, "subject_disparity": d_f,
-            "max_blur_radius_px": float(lens.K * max(lens.d_f - lens.dof, 1 - lens.d_f - lens.dof, 0.0)), **lens_meta, "scene": desc}
-    return Pair(encode(rad[crop]), encode(bokeh_rad), (depth * 65535.0 + 0.5).to(torch.int32).numpy().astype(np.uint16),
-                lens, meta)
+    meta = {
+        "seed": seed,
+        "split": split,
+        "index": index,
+        "subject_disparity": d_f,
+        "max_blur_radius_px": float(lens.K * max(lens.d_f - lens.dof, 1 - lens.d_f - lens.dof, 0.0)),
+        **lens_meta,
+        "scene": desc,
+    }
+    return Pair(
+        encode(rad[crop]),
+        encode(bokeh_rad),
+        (depth * 65535.0 + 0.5).to(torch.int32).numpy().astype(np.uint16),
+        lens,
+        meta,
+    )
 
 
 # ==== files ========================================================================================================
@@ -706,35 +851,62 @@ def _clean_temp_files(out: Path) -> None:
                         pass
 
 
-def generate(out: Path, n_train: int, n_val: int, size: tuple[int, int], seed: int, workers: int = 1,
-             progress: bool = True, refocus_prob: float = 0.0, dof_max: float = 0.0) -> dict:
+def generate(
+    out: Path,
+    n_train: int,
+    n_val: int,
+    size: tuple[int, int],
+    seed: int,
+    workers: int = 1,
+    progress: bool = True,
+    refocus_prob: float = 0.0,
+    dof_max: float = 0.0,
+) -> dict:
     """Generate (or complete) a dataset; returns counts of generated and skipped scenes."""
     H, W = size
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     meta_path = out / "dataset.json"
-    config = {"format_version": FORMAT_VERSION, "generator": "training.synth", "size": [H, W], "seed": seed,
-              "train": n_train, "val": n_val, "refocus_prob": refocus_prob, "dof_max": dof_max,
-              "layout": "<split>/{original,bokeh,depth}/<i>.png, <split>/lens/<i>.json; depth = disparity * 65535"}
+    config = {
+        "format_version": FORMAT_VERSION,
+        "generator": "training.synth",
+        "size": [H, W],
+        "seed": seed,
+        "train": n_train,
+        "val": n_val,
+        "refocus_prob": refocus_prob,
+        "dof_max": dof_max,
+        "layout": "<split>/{original,bokeh,depth}/<i>.png, <split>/lens/<i>.json; depth = disparity * 65535",
+    }
     if meta_path.exists():
         try:
             old = json.loads(meta_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise SystemExit(f"{meta_path}: unreadable ({exc}); remove it or choose another --out") from None
-        if old.get("size") != [H, W] or old.get("seed") != seed or old.get("format_version") != FORMAT_VERSION \
-                or old.get("refocus_prob", 0.0) != refocus_prob or old.get("dof_max", 0.0) != dof_max:
-            raise SystemExit(f"{meta_path}: this folder holds a dataset made with size {old.get('size')}, seed "
-                             f"{old.get('seed')}, refocus_prob {old.get('refocus_prob', 0.0)} and dof_max "
-                             f"{old.get('dof_max', 0.0)}; refusing to mix it with size {[H, W]}, seed {seed}, "
-                             f"refocus_prob {refocus_prob} and dof_max {dof_max}. "
-                             f"Choose another --out or delete the folder.")
+        if (
+            old.get("size") != [H, W]
+            or old.get("seed") != seed
+            or old.get("format_version") != FORMAT_VERSION
+            or old.get("refocus_prob", 0.0) != refocus_prob
+            or old.get("dof_max", 0.0) != dof_max
+        ):
+            raise SystemExit(
+                f"{meta_path}: this folder holds a dataset made with size {old.get('size')}, seed "
+                f"{old.get('seed')}, refocus_prob {old.get('refocus_prob', 0.0)} and dof_max "
+                f"{old.get('dof_max', 0.0)}; refusing to mix it with size {[H, W]}, seed {seed}, "
+                f"refocus_prob {refocus_prob} and dof_max {dof_max}. "
+                f"Choose another --out or delete the folder."
+            )
     atomic_write_bytes(meta_path, (json.dumps(config, indent=2) + "\n").encode())
     _clean_temp_files(out)
     for split in SPLITS:
         for kind in KINDS:
             (out / split / kind).mkdir(parents=True, exist_ok=True)
-    jobs = [(str(out), split, i, seed, H, W, refocus_prob, dof_max)
-            for split, n in (("val", n_val), ("train", n_train)) for i in range(n)]
+    jobs = [
+        (str(out), split, i, seed, H, W, refocus_prob, dof_max)
+        for split, n in (("val", n_val), ("train", n_train))
+        for i in range(n)
+    ]
     todo = [j for j in jobs if not scene_complete(out, j[1], j[2])]
     skipped = len(jobs) - len(todo)
     bar = tqdm(total=len(jobs), initial=skipped, desc=f"synth {H}x{W}", unit="pair", disable=not progress)
@@ -752,8 +924,12 @@ def generate(out: Path, n_train: int, n_val: int, size: tuple[int, int], seed: i
     finally:
         bar.close()
     elapsed = time.perf_counter() - t0
-    return {"generated": len(todo), "skipped": skipped, "seconds": elapsed,
-            "pairs_per_minute": (60.0 * len(todo) / elapsed) if todo and elapsed > 0 else None}
+    return {
+        "generated": len(todo),
+        "skipped": skipped,
+        "seconds": elapsed,
+        "pairs_per_minute": (60.0 * len(todo) / elapsed) if todo and elapsed > 0 else None,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -764,12 +940,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=parse_data_size, default=(512, 768), help="HxW, multiples of 16 (default 512x768)")
     p.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
     p.add_argument("--workers", type=int, default=1, help="processes (default 1; use 2 on a 2-core machine)")
-    p.add_argument("--refocus-prob", type=float, default=0.0,
-                   help="share of scenes focused at a random disparity instead of the subject (default 0; "
-                        "0.35 for the lens-conditioned model)")
-    p.add_argument("--dof-max", type=float, default=0.0,
-                   help="half of the scenes get a sharp band (LensParams.dof) in [0, DOF_MAX] (default 0; 0.2 for "
-                        "the lens-conditioned model)")
+    p.add_argument(
+        "--refocus-prob",
+        type=float,
+        default=0.0,
+        help="share of scenes focused at a random disparity instead of the subject (default 0; "
+        "0.35 for the lens-conditioned model)",
+    )
+    p.add_argument(
+        "--dof-max",
+        type=float,
+        default=0.0,
+        help="half of the scenes get a sharp band (LensParams.dof) in [0, DOF_MAX] (default 0; 0.2 for "
+        "the lens-conditioned model)",
+    )
     args = p.parse_args(argv)
     if not 0.0 <= args.dof_max <= 0.5:
         p.error("--dof-max must lie in [0, 0.5]")
@@ -784,11 +968,22 @@ def main(argv: list[str] | None = None) -> int:
     # one thread per process: on a shared 2-core machine a second OpenMP thread made generation 6x
     # slower (measured); use --workers 2 to use both cores
     torch.set_num_threads(1)
-    stats = generate(args.out, args.train, args.val, args.size, args.seed, args.workers,
-                     refocus_prob=args.refocus_prob, dof_max=args.dof_max)
+    stats = generate(
+        args.out,
+        args.train,
+        args.val,
+        args.size,
+        args.seed,
+        args.workers,
+        refocus_prob=args.refocus_prob,
+        dof_max=args.dof_max,
+    )
     rate = stats["pairs_per_minute"]
-    print(f"{stats['generated']} pairs generated, {stats['skipped']} already present"
-          + (f", {rate:.1f} pairs/min" if rate else ""), file=sys.stderr)
+    print(
+        f"{stats['generated']} pairs generated, {stats['skipped']} already present"
+        + (f", {rate:.1f} pairs/min" if rate else ""),
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -55,8 +55,14 @@ def make_samples(
         depth8 = np.round(pair.depth.astype(np.float64) / 65535.0 * 255.0).astype(np.uint8)
         _save_png_atomic(Image.fromarray(pair.original, "RGB"), out / "original" / f"{sample_id}.png")
         _save_png_atomic(Image.fromarray(depth8, "L"), out / "depth" / f"{sample_id}.png")
-        entries.append({"id": str(sample_id), "image": f"original/{sample_id}.png", "depth": f"depth/{sample_id}.png",
-                        "source": f"training.synth.make_pair(seed={seed}, split={SPLIT!r}, index={scene})"})
+        entries.append(
+            {
+                "id": str(sample_id),
+                "image": f"original/{sample_id}.png",
+                "depth": f"depth/{sample_id}.png",
+                "source": f"training.synth.make_pair(seed={seed}, split={SPLIT!r}, index={scene})",
+            }
+        )
     # A portrait-format photo with no depth map: the page falls back to the person matte for it and
     # turns it into the model's landscape frame (eval.matte.synthetic_portrait, a head and shoulders).
     from eval.matte import synthetic_portrait
@@ -65,9 +71,15 @@ def make_samples(
     sample_id = len(entries)
     # photo/, not original/: original/ + depth/ is a dataset split (the exporter's --parity-data reads it).
     _save_png_atomic(Image.fromarray(portrait, "RGB"), out / "photo" / f"{sample_id}.png")
-    entries.append({"id": str(sample_id), "image": f"photo/{sample_id}.png", "depth": None,
-                    "source": f"eval.matte.synthetic_portrait({size[1]}, {size[0]}, seed=0): no depth map, "
-                              "the page uses the person matte"})
+    entries.append(
+        {
+            "id": str(sample_id),
+            "image": f"photo/{sample_id}.png",
+            "depth": None,
+            "source": f"eval.matte.synthetic_portrait({size[1]}, {size[0]}, seed=0): no depth map, "
+            "the page uses the person matte",
+        }
+    )
     index = {"size": list(size), "depth_bits": 8, "depth_convention": "disparity, 1 = near", "samples": entries}
     atomic_write_text(out / "index.json", json.dumps(index, indent=2) + "\n")
     return entries

@@ -74,7 +74,7 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
     def translate_path(self, path: str) -> str:
         clean = posixpath.normpath(urllib.parse.unquote(urllib.parse.urlsplit(path).path))
         if self.models_dir is not None and (clean == "/tflite_models" or clean.startswith("/tflite_models/")):
-            rel = clean[len("/tflite_models"):].lstrip("/")
+            rel = clean[len("/tflite_models") :].lstrip("/")
             parts = [p for p in rel.split("/") if p not in ("", ".", "..")]
             return str(self.models_dir.joinpath(*parts))
         return super().translate_path(path)
@@ -92,13 +92,18 @@ class DemoHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def make_server(
-    port: int = 0, bind: str = "127.0.0.1", root: str | os.PathLike = REPO_ROOT,
-    models_dir: str | os.PathLike | None = None, quiet: bool = True,
+    port: int = 0,
+    bind: str = "127.0.0.1",
+    root: str | os.PathLike = REPO_ROOT,
+    models_dir: str | os.PathLike | None = None,
+    quiet: bool = True,
 ) -> http.server.ThreadingHTTPServer:
     """A server for ``root`` on ``bind:port`` (0 = any free port); call ``serve_forever()``."""
     handler = functools.partial(
-        DemoHandler, directory=str(root),
-        models_dir=Path(models_dir).resolve() if models_dir else None, quiet=quiet,
+        DemoHandler,
+        directory=str(root),
+        models_dir=Path(models_dir).resolve() if models_dir else None,
+        quiet=quiet,
     )
     return http.server.ThreadingHTTPServer((bind, port), handler)
 
@@ -160,8 +165,11 @@ def main(argv: list[str] | None = None) -> None:
     models_dir = Path(args.models) if args.models else REPO_ROOT / "tflite_models"
     urls = page_urls(base, models_dir)
     print(f"serving {REPO_ROOT} at {base}/web_demo/index.html?model=<name> (<name>: a folder of {models_dir})")
-    print("\n".join(f"  {u}" for u in urls) if urls else
-          f"  no exported model in {models_dir} (no */manifest.json): python -m export ... --out {models_dir}/<name>")
+    print(
+        "\n".join(f"  {u}" for u in urls)
+        if urls
+        else f"  no exported model in {models_dir} (no */manifest.json): python -m export ... --out {models_dir}/<name>"
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -79,9 +79,7 @@ def gradient_penalty(
         penalties = []
         for s in scores:
             per_image = s.float().flatten(1).mean(1)  # critic value of each image, (B,)
-            (grad,) = torch.autograd.grad(
-                per_image.sum(), interp, create_graph=True, retain_graph=True
-            )
+            (grad,) = torch.autograd.grad(per_image.sum(), interp, create_graph=True, retain_graph=True)
             norm = grad.flatten(1).norm(2, dim=1)  # (B,)
             penalties.append(((norm - 1.0) ** 2).mean())
         return weight * torch.stack(penalties).mean()

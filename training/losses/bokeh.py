@@ -31,8 +31,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SOBEL_KERNELS", "sobel_responses", "ForegroundEdgeLoss", "EdgeDifferenceLoss",
-           "BackgroundBlurLoss", "focus_mask"]
+__all__ = [
+    "SOBEL_KERNELS",
+    "sobel_responses",
+    "ForegroundEdgeLoss",
+    "EdgeDifferenceLoss",
+    "BackgroundBlurLoss",
+    "focus_mask",
+]
 
 # Sobel kernels at 0°, 90°, +45°, −45° (eq. 1), cross-correlation orientation (as F.conv2d).
 # 0° responds to a left→right increase and equals kornia's sobel x kernel ×8; 90° likewise kornia's
@@ -57,14 +63,10 @@ def _fp32(*tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
 def _check_image_mask(image: torch.Tensor, mask: torch.Tensor) -> None:
     if image.dim() != 4 or mask.dim() != 4:
         raise ValueError(
-            f"expected image (B, C, H, W) and mask (B, 1, H, W), got {tuple(image.shape)} "
-            f"and {tuple(mask.shape)}"
+            f"expected image (B, C, H, W) and mask (B, 1, H, W), got {tuple(image.shape)} and {tuple(mask.shape)}"
         )
     if mask.shape[1] != 1 or mask.shape[0] != image.shape[0] or mask.shape[-2:] != image.shape[-2:]:
-        raise ValueError(
-            f"mask must be (B, 1, H, W) matching the image {tuple(image.shape)}, "
-            f"got {tuple(mask.shape)}"
-        )
+        raise ValueError(f"mask must be (B, 1, H, W) matching the image {tuple(image.shape)}, got {tuple(mask.shape)}")
 
 
 def focus_mask(depth: torch.Tensor, lens: torch.Tensor, ramp_px: float = 8.0) -> torch.Tensor:
@@ -129,14 +131,9 @@ class EdgeDifferenceLoss(nn.Module):
     cannot cancel another's deficit.
     """
 
-    def forward(
-        self, output: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor
-    ) -> torch.Tensor:
+    def forward(self, output: torch.Tensor, reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         if reference.shape != output.shape:
-            raise ValueError(
-                f"reference {tuple(reference.shape)} must have the output's shape "
-                f"{tuple(output.shape)}"
-            )
+            raise ValueError(f"reference {tuple(reference.shape)} must have the output's shape {tuple(output.shape)}")
         out_strength = foreground_edge_strength(output, mask)  # |L_fe(Î, M)|, (B,)
         ref_strength = foreground_edge_strength(reference.detach(), mask)  # |L_fe(I, M)|, (B,)
         return (out_strength - ref_strength).abs().mean()

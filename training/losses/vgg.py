@@ -121,13 +121,9 @@ class VGG19Features(nn.Module):
         try:
             self.load_state_dict(features, strict=True)
         except RuntimeError as e:
-            raise ValueError(
-                f"{path} is not a torchvision vgg19 checkpoint ({VGG19_FILENAME}): {e}"
-            ) from e
+            raise ValueError(f"{path} is not a torchvision vgg19 checkpoint ({VGG19_FILENAME}): {e}") from e
 
-    def forward(
-        self, x: torch.Tensor, layers: tuple[str, ...] = ("relu5_4",)
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, layers: tuple[str, ...] = ("relu5_4",)) -> dict[str, torch.Tensor]:
         """Features of ImageNet-normalised ``x`` at the named ReLUs; stops after the deepest one."""
         wanted = {VGG19_LAYER_INDEX[name]: name for name in layers}
         out: dict[str, torch.Tensor] = {}

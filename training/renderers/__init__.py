@@ -34,8 +34,9 @@ def get_renderer(name: str, **kwargs):
     try:
         cls = RENDERERS[name]
     except KeyError:
-        raise ValueError(f"unknown renderer {name!r}; choose one of "
-                         f"{sorted([*RENDERERS, GroundTruthRenderer.name])}") from None
+        raise ValueError(
+            f"unknown renderer {name!r}; choose one of {sorted([*RENDERERS, GroundTruthRenderer.name])}"
+        ) from None
     return cls(**kwargs)
 
 

@@ -87,11 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     H, W = args.size
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows, r_max = time_renderers(args.size, args.runs, args.device)
-    where = (torch.cuda.get_device_name() if args.device == "cuda"
-             else f"{_cpu_name()}, {os.cpu_count()} cores, {args.threads} torch threads")
-    print(f"Renderers at {H}x{W} on {where}; median of {args.runs} runs; torch {torch.__version__}; "
-          f"load average {load:.1f} when started (other processes share the cores: CPU time is the "
-          f"number that does not depend on them)\n")
+    where = (
+        torch.cuda.get_device_name()
+        if args.device == "cuda"
+        else f"{_cpu_name()}, {os.cpu_count()} cores, {args.threads} torch threads"
+    )
+    print(
+        f"Renderers at {H}x{W} on {where}; median of {args.runs} runs; torch {torch.__version__}; "
+        f"load average {load:.1f} when started (other processes share the cores: CPU time is the "
+        f"number that does not depend on them)\n"
+    )
     print("| renderer | wall time per image (s) | CPU time per image (s) |")
     print("|---|---|---|")
     for name, t, c in rows:
@@ -107,8 +112,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| pairs per minute, measured (wall clock) | {rate:.1f} |")
         print(f"| CPU seconds per pair (workers included) | {cpu:.2f} |")
         print(f"| pairs per minute on {cores} free cores (from CPU time) | {free_rate:.1f} |")
-        print(f"| 2,200 pairs (200 val + 2,000 train): measured rate / free cores | "
-              f"{2200 / rate:.1f} min / {2200 / free_rate:.1f} min |")
+        print(
+            f"| 2,200 pairs (200 val + 2,000 train): measured rate / free cores | "
+            f"{2200 / rate:.1f} min / {2200 / free_rate:.1f} min |"
+        )
     return 0
 
 

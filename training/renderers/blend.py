@@ -60,7 +60,7 @@ def gaussian_blur(x: torch.Tensor, taps: torch.Tensor) -> torch.Tensor:
     padded = F.pad(x[None], (p, p, p, p), mode=mode)[0]
     kernel = torch.outer(taps, taps)
     full = fft_convolve_full(padded, kernel)  # row i <-> padded row i - p <-> image row i - 2p
-    return full[:, 2 * p: 2 * p + H, 2 * p: 2 * p + W]
+    return full[:, 2 * p : 2 * p + H, 2 * p : 2 * p + W]
 
 
 class BlendRenderer(BatchRenderer):

@@ -89,6 +89,7 @@ class GroundTruthRenderer(BatchRenderer):
     def _kernel(self, lens: LensParams, device: torch.device, dtype: torch.dtype):
         def kernel_for(r: float) -> torch.Tensor:
             return aperture_kernel(r, lens, self.supersample).to(device=device, dtype=dtype)
+
         return kernel_for
 
     # ---- exact path: the scene's own layers ----------------------------------------------------------
@@ -106,10 +107,11 @@ class GroundTruthRenderer(BatchRenderer):
         kernel_for = self._kernel(lens, ref.device, ref.dtype)
         for i, layer in enumerate(layers):
             rad, alpha, disp = layer.radiance, layer.alpha, layer.disparity
-            if rad.ndim != 3 or rad.shape[0] != 3 or alpha.shape != (1, *rad.shape[1:]) \
-                    or disp.shape != alpha.shape:
-                raise ValueError(f"render_layers: layer {i} has radiance {tuple(rad.shape)}, alpha "
-                                 f"{tuple(alpha.shape)}, disparity {tuple(disp.shape)}; expected (3,h,w), (1,h,w), (1,h,w)")
+            if rad.ndim != 3 or rad.shape[0] != 3 or alpha.shape != (1, *rad.shape[1:]) or disp.shape != alpha.shape:
+                raise ValueError(
+                    f"render_layers: layer {i} has radiance {tuple(rad.shape)}, alpha "
+                    f"{tuple(alpha.shape)}, disparity {tuple(disp.shape)}; expected (3,h,w), (1,h,w), (1,h,w)"
+                )
             radius = blur_radius(disp, lens)
             R = int(math.ceil(float((radius * (alpha > 0)).max()))) + 1 if bool((alpha > 0).any()) else 0
             if R == 0 and not bool((alpha > 0).any()):
@@ -126,10 +128,14 @@ class GroundTruthRenderer(BatchRenderer):
             if sy1 <= sy0 or sx1 <= sx0:
                 continue
             ly, lx = sy0 - layer.y0, sx0 - layer.x0
-            a = alpha[:, ly: ly + sy1 - sy0, lx: lx + sx1 - sx0]
-            local[:3, sy0 - wy0: sy1 - wy0, sx0 - wx0: sx1 - wx0] = rad[:, ly: ly + sy1 - sy0, lx: lx + sx1 - sx0] * a
-            local[3:, sy0 - wy0: sy1 - wy0, sx0 - wx0: sx1 - wx0] = a
-            local_r[:, sy0 - wy0: sy1 - wy0, sx0 - wx0: sx1 - wx0] = radius[:, ly: ly + sy1 - sy0, lx: lx + sx1 - sx0]
+            a = alpha[:, ly : ly + sy1 - sy0, lx : lx + sx1 - sx0]
+            local[:3, sy0 - wy0 : sy1 - wy0, sx0 - wx0 : sx1 - wx0] = (
+                rad[:, ly : ly + sy1 - sy0, lx : lx + sx1 - sx0] * a
+            )
+            local[3:, sy0 - wy0 : sy1 - wy0, sx0 - wx0 : sx1 - wx0] = a
+            local_r[:, sy0 - wy0 : sy1 - wy0, sx0 - wx0 : sx1 - wx0] = radius[
+                :, ly : ly + sy1 - sy0, lx : lx + sx1 - sx0
+            ]
             bins = radius_bins(float(local_r.max()), *self.layer_spacing)
             blurred = scatter_by_radius(local, local_r, kernel_for, bins)
             region = out[:, wy0:wy1, wx0:wx1]
@@ -149,15 +155,17 @@ class GroundTruthRenderer(BatchRenderer):
         # replicate the border so that pixels near it receive light from "outside" as they would
         img_p = F.pad(img[None], (R, R, R, R), mode="replicate")[0]
         S_p = F.pad(S[None], (R, R, R, R), mode="replicate")[0]
-        lin = img_p ** lens.gamma
-        bright = ((img_p.amax(dim=0, keepdim=True) - self.highlight_threshold) /
-                  max(1.0 - self.highlight_threshold, 1e-6)).clamp(0.0, 1.0)
+        lin = img_p**lens.gamma
+        bright = (
+            (img_p.amax(dim=0, keepdim=True) - self.highlight_threshold) / max(1.0 - self.highlight_threshold, 1e-6)
+        ).clamp(0.0, 1.0)
         lin = lin * (1.0 + (self.highlight_gain - 1.0) * bright)
 
         # layers = signed radius bins; a pixel is shared between its two neighbouring bins
         step_min, step_rel, step_max = self.layer_spacing
-        centres = signed_bins(float(S_p.min()), float(S_p.max()), min_step=step_min, rel_step=step_rel,
-                              max_step=step_max)
+        centres = signed_bins(
+            float(S_p.min()), float(S_p.max()), min_step=step_min, rel_step=step_rel, max_step=step_max
+        )
         split = BinSplit(S_p, centres)
         kernel_for = self._kernel(lens, img.device, dtype)
         extent = S_p.shape[-2:]
@@ -170,11 +178,12 @@ class GroundTruthRenderer(BatchRenderer):
                 continue
             by0, by1, bx0, bx1 = box
             crop = values[:, by0:by1, bx0:bx1] * split.share(j, box)
-            blurred, (y0, y1, x0, x1) = convolve_crop(crop, (by0, bx0), extent, abs(centres[j]), kernel_for,
-                                                      self.lowres_min_radius)
+            blurred, (y0, y1, x0, x1) = convolve_crop(
+                crop, (by0, bx0), extent, abs(centres[j]), kernel_for, self.lowres_min_radius
+            )
             cover = blurred[3:].clamp(0.0, 1.0)
             num[:, y0:y1, x0:x1] = blurred[:3] + (1.0 - cover) * num[:, y0:y1, x0:x1]
             den[:, y0:y1, x0:x1] = blurred[3:] + (1.0 - cover) * den[:, y0:y1, x0:x1]
         out = num / den.clamp_min(1e-8)
-        out = out[:, R: R + H, R: R + W]
+        out = out[:, R : R + H, R : R + W]
         return out.clamp(0.0, 1.0) ** (1.0 / lens.gamma)

@@ -37,7 +37,9 @@ from .lens import (
 )
 
 
-def d2f_layer_radii(r_max: float, segments: Sequence[tuple[int, float]] = ((4, 1.0), (4, 2.0), (4, 4.0))) -> list[float]:
+def d2f_layer_radii(
+    r_max: float, segments: Sequence[tuple[int, float]] = ((4, 1.0), (4, 2.0), (4, 4.0))
+) -> list[float]:
     """Layer radii 0, 1, 2, 3, 4, 6, 8, 10, 12, 16, ..., 28, 36, ... up to >= r_max (D2F eq. 14).
 
     ``segments``: (number of layers, step in px) pieces of the piecewise-linear radius function;
@@ -111,10 +113,11 @@ class LayeredRenderer(BatchRenderer):
     def _render_one(self, image: torch.Tensor, disparity: torch.Tensor, lens: LensParams) -> torch.Tensor:
         dtype = image.dtype if image.dtype == torch.float64 else torch.float32
         img = image.to(dtype).clamp(0.0, 1.0)
-        lin = img ** lens.gamma
+        lin = img**lens.gamma
         S = signed_defocus(disparity.to(dtype), lens)
-        bright = ((img.amax(dim=0, keepdim=True) - self.highlight_threshold) /
-                  max(1.0 - self.highlight_threshold, 1e-6)).clamp(0.0, 1.0)
+        bright = (
+            (img.amax(dim=0, keepdim=True) - self.highlight_threshold) / max(1.0 - self.highlight_threshold, 1e-6)
+        ).clamp(0.0, 1.0)
         R = 1.0 + (self.highlight_weight - 1.0) * bright  # radiance weight (1, H, W)
         values = torch.cat([lin * R, R, torch.ones_like(R)], dim=0)  # (5, H, W): R*I, R, coverage
         X = torch.zeros_like(lin)
@@ -130,8 +133,9 @@ class LayeredRenderer(BatchRenderer):
                 continue
             by0, by1, bx0, bx1 = box
             crop = values[:, by0:by1, bx0:bx1] * m[:, by0:by1, bx0:bx1]
-            blurred, (y0, y1, x0, x1) = convolve_crop(crop, (by0, bx0), (H, W), abs(c), kernel_for,
-                                                      self.lowres_min_radius)
+            blurred, (y0, y1, x0, x1) = convolve_crop(
+                crop, (by0, bx0), (H, W), abs(c), kernel_for, self.lowres_min_radius
+            )
             cover = blurred[4:].clamp(0.0, 1.0)
             X[:, y0:y1, x0:x1] = X[:, y0:y1, x0:x1] * (1.0 - cover) + blurred[:3]
             Wt[:, y0:y1, x0:x1] = Wt[:, y0:y1, x0:x1] * (1.0 - cover) + blurred[3:4]

@@ -260,10 +260,16 @@ def check_inputs(image: torch.Tensor, disparity: torch.Tensor, who: str) -> None
         raise TypeError(f"{who}: image and disparity must be torch tensors")
     if image.ndim != 4 or image.shape[1] != 3:
         raise ValueError(f"{who}: image must be (B, 3, H, W), got {tuple(image.shape)}")
-    if disparity.ndim != 4 or disparity.shape[1] != 1 or disparity.shape[0] != image.shape[0] \
-            or disparity.shape[2:] != image.shape[2:]:
-        raise ValueError(f"{who}: disparity must be (B, 1, H, W) matching the image "
-                         f"{tuple(image.shape)}, got {tuple(disparity.shape)}")
+    if (
+        disparity.ndim != 4
+        or disparity.shape[1] != 1
+        or disparity.shape[0] != image.shape[0]
+        or disparity.shape[2:] != image.shape[2:]
+    ):
+        raise ValueError(
+            f"{who}: disparity must be (B, 1, H, W) matching the image "
+            f"{tuple(image.shape)}, got {tuple(disparity.shape)}"
+        )
     if disparity.device != image.device:
         raise ValueError(f"{who}: image is on {image.device} but disparity on {disparity.device}")
     if not image.is_floating_point() or not disparity.is_floating_point():
@@ -328,8 +334,7 @@ def sample_ebb_lens(
         rotation = float(rng.uniform(0.0, 2.0 * math.pi / blades))
     else:
         aperture, blades, rotation = "disk", 6, 0.0
-    lens = LensParams(K=float(K), d_f=float(d_f), gamma=gamma, aperture=aperture, blades=blades,
-                      rotation=rotation)
+    lens = LensParams(K=float(K), d_f=float(d_f), gamma=gamma, aperture=aperture, blades=blades, rotation=rotation)
     meta = {"focus_distance_m": z_f, "radius_at_infinity_px": r_inf, "d_inf": float(d_inf)}
     return lens, meta
 
@@ -391,8 +396,14 @@ def aperture_kernel(radius: float, lens: LensParams, supersample: int = 8) -> to
     pi r² for a disk within the subsample error). A radius below the subsample spacing gives a delta.
     """
     radius = float(radius)
-    key = ("aa", round(radius, 6), lens.aperture, lens.blades if lens.aperture == "polygon" else 0,
-           round(lens.rotation, 6) if lens.aperture == "polygon" else 0.0, supersample)
+    key = (
+        "aa",
+        round(radius, 6),
+        lens.aperture,
+        lens.blades if lens.aperture == "polygon" else 0,
+        round(lens.rotation, 6) if lens.aperture == "polygon" else 0.0,
+        supersample,
+    )
 
     def build() -> torch.Tensor:
         R = int(math.ceil(radius + 0.5))
@@ -537,12 +548,11 @@ def bbox_of(mask: torch.Tensor) -> tuple[int, int, int, int] | None:
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
 
 
-def _place(full: torch.Tensor, ty0: int, tx0: int, H: int, W: int
-           ) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+def _place(full: torch.Tensor, ty0: int, tx0: int, H: int, W: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
     """Clip an array whose [0, 0] sits at image (ty0, tx0) to the (H, W) image."""
     cy0, cx0 = max(ty0, 0), max(tx0, 0)
     cy1, cx1 = min(ty0 + full.shape[-2], H), min(tx0 + full.shape[-1], W)
-    return full[:, cy0 - ty0: cy1 - ty0, cx0 - tx0: cx1 - tx0], (cy0, cy1, cx0, cx1)
+    return full[:, cy0 - ty0 : cy1 - ty0, cx0 - tx0 : cx1 - tx0], (cy0, cy1, cx0, cx1)
 
 
 def lowres_factor(radius: float, lowres_min_radius: float | None) -> int:
@@ -585,8 +595,7 @@ def convolve_crop(
     low = torch.nn.functional.avg_pool2d(crop[None], f)[0]
     kernel = kernel_for(radius / f)
     full_low = fft_convolve_full(low, kernel)
-    full = torch.nn.functional.interpolate(full_low[None], scale_factor=f, mode="bilinear",
-                                           align_corners=False)[0]
+    full = torch.nn.functional.interpolate(full_low[None], scale_factor=f, mode="bilinear", align_corners=False)[0]
     return _place(full, y0 - (kernel.shape[0] // 2) * f, x0 - (kernel.shape[1] // 2) * f, H, W)
 
 
@@ -617,8 +626,9 @@ def scatter_by_radius(
     if r_hi - r_lo <= constant_tol:
         # one radius (a fronto-parallel layer): one convolution with the exact kernel, no bins
         y0, y1, x0, x1 = box
-        res, (y0, y1, x0, x1) = convolve_crop(values[:, y0:y1, x0:x1], (y0, x0), extent,
-                                              0.5 * (r_lo + r_hi), kernel_for, lowres_min_radius)
+        res, (y0, y1, x0, x1) = convolve_crop(
+            values[:, y0:y1, x0:x1], (y0, x0), extent, 0.5 * (r_lo + r_hi), kernel_for, lowres_min_radius
+        )
         out[:, y0:y1, x0:x1] += res
         return out
     split = BinSplit(radius, bins)
@@ -638,8 +648,9 @@ class BatchRenderer:
     to one per image and renders each image with the subclass's ``_render_one``."""
 
     @torch.no_grad()
-    def render(self, image: torch.Tensor, disparity: torch.Tensor,
-               lens: LensParams | Sequence[LensParams]) -> torch.Tensor:
+    def render(
+        self, image: torch.Tensor, disparity: torch.Tensor, lens: LensParams | Sequence[LensParams]
+    ) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1]; device follows the inputs."""
         check_inputs(image, disparity, f"{type(self).__name__}.render")
         lenses = as_lens_list(lens, image.shape[0])

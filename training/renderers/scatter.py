@@ -79,8 +79,7 @@ class ScatterRenderer(BatchRenderer):
         S = signed_defocus(disparity.to(dtype), lens)  # (1, H, W)
         H, W = S.shape[-2:]
         step_min, step_rel, step_max = self.bin_steps
-        centres = signed_bins(float(S.min()), float(S.max()), min_step=step_min, rel_step=step_rel,
-                              max_step=step_max)
+        centres = signed_bins(float(S.min()), float(S.max()), min_step=step_min, rel_step=step_rel, max_step=step_max)
         split = BinSplit(S, centres)
 
         def kernel_for(r: float) -> torch.Tensor:
@@ -96,8 +95,9 @@ class ScatterRenderer(BatchRenderer):
             by0, by1, bx0, bx1 = box
             crop = values[:, by0:by1, bx0:bx1] * split.share(j, box)
             key = centres[j]
-            contrib, (y0, y1, x0, x1) = convolve_crop(crop, (by0, bx0), (H, W), abs(key), kernel_for,
-                                                      self.lowres_min_radius)
+            contrib, (y0, y1, x0, x1) = convolve_crop(
+                crop, (by0, bx0), (H, W), abs(key), kernel_for, self.lowres_min_radius
+            )
             if self.occlusion:
                 # admit this bin where it is not behind the target by more than the tolerance (1 px ramp)
                 admit = (key - S[:, y0:y1, x0:x1] + self.occlusion_tolerance + 0.5).clamp(0.0, 1.0)
