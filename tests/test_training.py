@@ -338,3 +338,40 @@ def test_sigterm_stops_at_the_next_step_saving_last_ckpt(tiny_dataset, tmp_path)
     assert p.returncode == 143, err[-3000:]
     step = torch.load(out / "stage1" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"]
     assert at <= step <= at + 2, (at, step)  # the next batch boundary, saved on the way out
+
+
+def _fit_command(tiny_dataset, tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "training", "fit", "--config", STAGE1, "--config", QUICK, *TINY_CLI,
+           "--data.root", str(tiny_dataset), "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
+           "--data.crop_size", "64", "--trainer.max_steps", "1", *extra]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
+
+
+def _assert_one_line_error(p: subprocess.CompletedProcess, *words: str) -> None:
+    assert p.returncode == 2, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr, p.stderr[-3000:]
+    last = p.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and all(w in last for w in words), last
+
+
+def test_a_bad_init_generator_or_sample_is_one_line_from_the_command(tiny_dataset, tmp_path):
+    """Probe rows 1 and 5 re-run: an untrusted --model.init_generator and a bad training sample
+    were refused safely but ended the command in a traceback with exit status 1."""
+    from PIL import Image
+
+    class _Payload:  # the crafted pickle of tests/test_checkpoint_safety.py, in short
+        def __reduce__(self):
+            return (exec, (f"open({str(tmp_path / 'RAN')!r}, 'w').close()",))
+
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"note": _Payload()}}, crafted)
+    p = _fit_command(tiny_dataset, tmp_path, "--model.init_generator", str(crafted))
+    _assert_one_line_error(p, str(crafted), "not a trusted weights-only checkpoint")
+    assert not (tmp_path / "RAN").exists()
+
+    missing = tmp_path / "nowhere.ckpt"
+    _assert_one_line_error(_fit_command(tiny_dataset, tmp_path, "--model.init_generator", str(missing)), str(missing))
+
+    bomb = tiny_dataset / "train" / "original" / "0.png"
+    Image.new("RGB", (10000, 10000)).save(bomb, optimize=True)
+    _assert_one_line_error(_fit_command(tiny_dataset, tmp_path, "--overwrite", "true"), str(bomb), "100 Mpx")

@@ -24,8 +24,8 @@ What this adds to Lightning's CLI:
 * **DDP for stage 2**: ``--trainer.strategy ddp`` (or ``ddp_spawn``) becomes its
   ``find_unused_parameters=True`` variant when the critics train (manual optimisation: each backward
   reaches only the generator or only the critics).
-* Bad input (a run folder in use, a mismatched or unreadable checkpoint) ends the command with one
-  ``error:`` line and exit status 2, not a traceback.
+* Bad input (a run folder in use, a mismatched, unreadable or untrusted checkpoint, a bad training
+  sample, a missing file) ends the command with one ``error:`` line and exit status 2, not a traceback.
 """
 
 from __future__ import annotations
@@ -173,13 +173,26 @@ def main(args: list[str] | None = None) -> BokehCLI:
 
 
 def _run_command() -> int:
+    from training.checkpoint import CheckpointLoadError  # noqa: PLC0415
     from training.checkpoint_io import CheckpointFileError  # noqa: PLC0415
+    from training.data import BadSampleError  # noqa: PLC0415
     from training.module import ResumeMismatchError  # noqa: PLC0415
     from training.run_folder import RunFolderError  # noqa: PLC0415
 
+    # The user's own files and folders: each message names the file and what to do, and a traceback
+    # would only bury it. FileNotFoundError: a missing checkpoint, data root or weights file (the
+    # VGG19 loader says where to put it). Anything else is a bug and keeps its traceback.
+    user_errors = (
+        RunFolderError,
+        ResumeMismatchError,
+        CheckpointFileError,
+        CheckpointLoadError,
+        BadSampleError,
+        FileNotFoundError,
+    )
     try:
         main()  # LightningCLI reads sys.argv itself; passing it as args too makes it warn on every run
-    except (RunFolderError, ResumeMismatchError, CheckpointFileError) as e:
+    except user_errors as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

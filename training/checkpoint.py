@@ -48,7 +48,15 @@ class GeneratorCheckpoint:
     config: dict[str, Any] = field(default_factory=dict)  # resolved training config, if recorded
 
 
-class UntrustedCheckpointError(ValueError):
+class CheckpointLoadError(ValueError):
+    """A model file that cannot be loaded as a generator: unreadable, untrusted or the wrong content.
+
+    A ``ValueError``, as before it had a name, so callers that caught that still do; the training
+    command catches this class to print one line instead of a traceback.
+    """
+
+
+class UntrustedCheckpointError(CheckpointLoadError):
     """A pickle that asks to build something other than tensors and plain containers on load."""
 
 
@@ -61,7 +69,7 @@ def _torch_load(path: Path, map_location: str) -> Any:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
         if found is None:  # junk, or a pickle opcode torch does not read: unreadable rather than unsafe
             reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))
-            raise ValueError(
+            raise CheckpointLoadError(
                 f"{path}: not a readable weights-only PyTorch checkpoint "
                 f"({reason.group(1) if reason else str(e).strip().splitlines()[0]})"
             ) from None
@@ -72,19 +80,19 @@ def _torch_load(path: Path, map_location: str) -> Any:
             f"you trust, load it yourself and write it with training.checkpoint.save_generator_safetensors."
         ) from None
     except Exception as e:  # a truncated or foreign file: say which one
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
+        raise CheckpointLoadError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from e
 
 
 def _read_torch(path: Path, map_location: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
     ckpt = _torch_load(path, map_location)
     if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
+        raise CheckpointLoadError(f"{path}: expected a checkpoint dict, got {type(ckpt).__name__}")
     if "state_dict" in ckpt:  # Lightning checkpoint
         hp = ckpt.get("hyper_parameters", {})
         arch = {k: hp[k] for k in ARCH_KEYS if k in hp}
         state = {k[len("generator.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("generator.")}
         if not state:
-            raise ValueError(f"{path}: Lightning checkpoint has no 'generator.*' weights")
+            raise CheckpointLoadError(f"{path}: Lightning checkpoint has no 'generator.*' weights")
     else:  # bare generator state dict, optionally wrapped as {"generator": ..., "arch": ..., "config": ...}
         state = ckpt.get("generator", ckpt)
         arch = dict(ckpt.get("arch", {}))
@@ -99,12 +107,12 @@ def _read_safetensors(path: Path, map_location: str) -> tuple[dict[str, torch.Te
             meta = f.metadata() or {}
             state = {k: f.get_tensor(k) for k in f.keys()}
     except Exception as e:  # truncated, or not a safetensors file at all
-        raise ValueError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from e
+        raise CheckpointLoadError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from e
     try:
         arch = json.loads(meta.get("arch", "{}"))
         config = json.loads(meta.get("config", "{}"))
     except json.JSONDecodeError as e:
-        raise ValueError(f"{path}: safetensors metadata 'arch'/'config' is not JSON ({e})") from e
+        raise CheckpointLoadError(f"{path}: safetensors metadata 'arch'/'config' is not JSON ({e})") from e
     return state, arch, config
 
 
@@ -114,7 +122,7 @@ def _build(path: Path, state: dict[str, torch.Tensor], arch: dict[str, Any]) -> 
         if k in arch:
             arch[k] = tuple(arch[k])
     if "intro.weight" not in state:
-        raise ValueError(f"{path}: no NAFNet generator weights in it (no 'intro.weight')")
+        raise CheckpointLoadError(f"{path}: no NAFNet generator weights in it (no 'intro.weight')")
     if "width" not in arch:  # infer from the intro conv so a bare state dict still loads
         arch["width"] = int(state["intro.weight"].shape[0])
     if "lens_input" not in arch:  # 6 input planes = RGB + depth + S + |S|
@@ -123,7 +131,7 @@ def _build(path: Path, state: dict[str, torch.Tensor], arch: dict[str, Any]) -> 
     try:
         gen.load_state_dict(state)
     except RuntimeError as e:
-        raise ValueError(f"{path}: generator weights do not match NAFNet{arch}: {e}") from e
+        raise CheckpointLoadError(f"{path}: generator weights do not match NAFNet{arch}: {e}") from e
     return gen.eval(), arch
 
 
