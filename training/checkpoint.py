@@ -64,14 +64,16 @@ def _torch_load(path: Path, map_location: str) -> Any:
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        # torch names a refused callable as "Unsupported global: GLOBAL builtins.exec"; its own
-        # advice, to retry with weights_only=False, is exactly what must not be done with such a file.
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        # torch names a refused callable as "Unsupported global: GLOBAL builtins.exec", or, for a
+        # module it blocks outright, "unsupported GLOBAL posix.system whose module posix is blocked".
+        # Its own advice, to retry with weights_only=False, is exactly what must not be done with
+        # such a file, so it is never repeated.
+        found = re.search(r"unsupported (?:global: )?GLOBAL (\S+)", str(e), flags=re.IGNORECASE)
         if found is None:  # junk, or a pickle opcode torch does not read: unreadable rather than unsafe
             reason = re.search(r"WeightsUnpickler error:\s*(.+)", str(e))
             raise CheckpointLoadError(
                 f"{path}: not a readable weights-only PyTorch checkpoint "
-                f"({reason.group(1) if reason else str(e).strip().splitlines()[0]})"
+                f"({reason.group(1) if reason else type(e).__name__})"
             ) from None
         raise UntrustedCheckpointError(
             f"{path}: not a trusted weights-only checkpoint: loading it would call `{found.group(1)}`, which no "
