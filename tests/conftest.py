@@ -21,6 +21,15 @@ TINY_CLI = [
     "1",
 ]
 
+
+def tiny_fit_args(config, root, out, *extra: str, max_steps: int = 4) -> list[str]:
+    """``fit`` arguments for a tiny-generator run of ``config`` + quick.yaml on ``root`` (64-px crops,
+    batch 2), logging under ``out``; ``extra`` comes last, so it overrides any of these."""
+    return ["fit", "--config", str(config), "--config", QUICK, *TINY_CLI, "--data.root", str(root),
+            "--data.crop_size", "64", "--data.batch_size", "2", "--trainer.logger.init_args.save_dir", str(out),
+            "--trainer.max_steps", str(max_steps), "--trainer.enable_progress_bar", "false", *extra]  # fmt: skip
+
+
 # Two cores on every machine: keep torch from oversubscribing them when tests run.
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

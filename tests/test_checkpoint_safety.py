@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from common.hashing import file_sha256
-from tests.conftest import QUICK, REPO, STAGE1, STAGE2, TINY_CLI
+from tests.conftest import QUICK, REPO, STAGE1, STAGE2, tiny_fit_args
 from training.checkpoint import (
     SAFETENSORS_NAME,
     UntrustedCheckpointError,
@@ -206,29 +206,7 @@ def test_training_writes_safetensors_beside_best_and_its_checkpoints_load_weight
     out = tmp_path / "runs"
 
     def fit(config, *extra):
-        return main(
-            [
-                "fit",
-                "--config",
-                config,
-                "--config",
-                QUICK,
-                *TINY_CLI,
-                "--data.root",
-                str(tiny_dataset),
-                "--data.crop_size",
-                "64",
-                "--data.batch_size",
-                "2",
-                "--trainer.logger.init_args.save_dir",
-                str(out),
-                "--trainer.max_steps",
-                "4",
-                "--trainer.enable_progress_bar",
-                "false",
-                *extra,
-            ]
-        )
+        return main(tiny_fit_args(config, tiny_dataset, out, *extra))
 
     fit(STAGE1)
     d1 = out / "stage1" / "checkpoints"

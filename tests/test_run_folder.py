@@ -11,32 +11,12 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import QUICK, REPO, STAGE1, STAGE2, TINY_CLI, write_pairs
+from tests.conftest import REPO, STAGE1, STAGE2, tiny_fit_args, write_pairs
 from training.__main__ import main
 
 
 def _args(config, root, out, *extra):
-    return [
-        "fit",
-        "--config",
-        config,
-        "--config",
-        QUICK,
-        *TINY_CLI,
-        "--data.root",
-        str(root),
-        "--data.crop_size",
-        "64",
-        "--data.batch_size",
-        "2",
-        "--trainer.logger.init_args.save_dir",
-        str(out),
-        "--trainer.max_steps",
-        "2",
-        "--trainer.enable_progress_bar",
-        "false",
-        *extra,
-    ]
+    return tiny_fit_args(config, root, out, *extra, max_steps=2)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import LENS, QUICK, REPO, STAGE1, STAGE2, TINY_CLI
+from tests.conftest import LENS, QUICK, REPO, STAGE1, STAGE2, TINY_CLI, tiny_fit_args
 from training.__main__ import main
 
 
@@ -54,29 +54,7 @@ def test_print_config_stage2_has_the_papers_numbers(capsys):
 
 
 def _fit(config, root, out, *extra):
-    return main(
-        [
-            "fit",
-            "--config",
-            config,
-            "--config",
-            QUICK,
-            *TINY_CLI,
-            "--data.root",
-            str(root),
-            "--data.crop_size",
-            "64",
-            "--data.batch_size",
-            "2",
-            "--trainer.logger.init_args.save_dir",
-            str(out),
-            "--trainer.max_steps",
-            "4",
-            "--trainer.enable_progress_bar",
-            "false",
-            *extra,
-        ]
-    )
+    return main(tiny_fit_args(config, root, out, *extra))
 
 
 def test_both_stages_fit_from_the_shipped_configs(tiny_dataset, tmp_path):
@@ -341,9 +319,12 @@ def test_sigterm_stops_at_the_next_step_saving_last_ckpt(tiny_dataset, tmp_path)
 
 
 def _fit_command(tiny_dataset, tmp_path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "training", "fit", "--config", STAGE1, "--config", QUICK, *TINY_CLI,
-           "--data.root", str(tiny_dataset), "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
-           "--data.crop_size", "64", "--trainer.max_steps", "1", *extra]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "training",
+        *tiny_fit_args(STAGE1, tiny_dataset, tmp_path / "runs", *extra, max_steps=1),
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=600)
 
 
@@ -372,6 +353,8 @@ def test_a_bad_init_generator_or_sample_is_one_line_from_the_command(tiny_datase
     missing = tmp_path / "nowhere.ckpt"
     _assert_one_line_error(_fit_command(tiny_dataset, tmp_path, "--model.init_generator", str(missing)), str(missing))
 
-    bomb = tiny_dataset / "train" / "original" / "0.png"
+    # In val, which the sanity check reads whole before the first step: a training image is read
+    # only when its random batch comes up.
+    bomb = tiny_dataset / "val" / "original" / "0.png"
     Image.new("RGB", (10000, 10000)).save(bomb, optimize=True)
     _assert_one_line_error(_fit_command(tiny_dataset, tmp_path, "--overwrite", "true"), str(bomb), "100 Mpx")
