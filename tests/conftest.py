@@ -1,4 +1,5 @@
 import os
+import shlex
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,34 @@ def tiny_dataset(tmp_path):
     write_pairs(root / "train", 6, seed=1)
     write_pairs(root / "val", 2, seed=2)
     return root
+
+
+# A checkpoint is a pickle, and a pickle can call any function while it loads (issue 13, finding 1).
+REFUSED = "not a trusted weights-only checkpoint"
+
+
+class CodePayload:
+    """Pickles as a call of exec or os.system that creates the marker file."""
+
+    def __init__(self, marker: Path, call: str) -> None:
+        self.marker = str(marker)
+        self.call = call
+
+    def __reduce__(self):
+        if self.call == "os.system":  # torch words a refused module ("posix is blocked") differently
+            return (os.system, (f"touch {shlex.quote(self.marker)}",))
+        return (exec, (f"open({self.marker!r}, 'w').close()",))
+
+
+@pytest.fixture(params=["zip", "bare_pickle", "zip_os_system"])
+def crafted(request, tmp_path):
+    """(path, marker): a Lightning-looking checkpoint whose hyper-parameters run code on load."""
+    marker = tmp_path / "PAYLOAD_RAN"
+    call = "os.system" if request.param.endswith("os_system") else "exec"
+    ckpt = {
+        "state_dict": {"generator.intro.weight": torch.zeros(8, 6, 3, 3)},
+        "hyper_parameters": {"width": 8, "lens_input": True, "note": CodePayload(marker, call)},
+    }
+    path = tmp_path / f"crafted_{request.param}.ckpt"
+    torch.save(ckpt, path, _use_new_zipfile_serialization=request.param != "bare_pickle")
+    return path, marker

@@ -7,15 +7,13 @@ one, as a zip checkpoint (``torch.save``'s default) and as a bare pickle (the le
 """
 
 import json
-import os
-import shlex
 from pathlib import Path
 
 import pytest
 import torch
 
 from common.hashing import file_sha256
-from tests.conftest import QUICK, REPO, STAGE1, STAGE2, tiny_fit_args
+from tests.conftest import QUICK, REFUSED, REPO, STAGE1, STAGE2, tiny_fit_args
 from training.checkpoint import (
     SAFETENSORS_NAME,
     UntrustedCheckpointError,
@@ -25,32 +23,6 @@ from training.checkpoint import (
 from training.model import NAFNet
 
 TINY_ARCH = {"width": 4, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 1), "lens_input": False}
-REFUSED = "not a trusted weights-only checkpoint"
-
-
-class _Payload:
-    def __init__(self, marker: Path, call: str) -> None:
-        self.marker = str(marker)
-        self.call = call
-
-    def __reduce__(self):
-        if self.call == "os.system":  # torch words a refused module ("posix is blocked") differently
-            return (os.system, (f"touch {shlex.quote(self.marker)}",))
-        return (exec, (f"open({self.marker!r}, 'w').close()",))
-
-
-@pytest.fixture(params=["zip", "bare_pickle", "zip_os_system"])
-def crafted(request, tmp_path):
-    """(path, marker): a Lightning-looking checkpoint whose hyper-parameters run code on load."""
-    marker = tmp_path / "PAYLOAD_RAN"
-    call = "os.system" if request.param.endswith("os_system") else "exec"
-    ckpt = {
-        "state_dict": {"generator.intro.weight": torch.zeros(8, 6, 3, 3)},
-        "hyper_parameters": {"width": 8, "lens_input": True, "note": _Payload(marker, call)},
-    }
-    path = tmp_path / f"crafted_{request.param}.ckpt"
-    torch.save(ckpt, path, _use_new_zipfile_serialization=request.param != "bare_pickle")
-    return path, marker
 
 
 def _assert_refused(text: str, path: Path, marker: Path) -> None:

@@ -23,6 +23,7 @@ from PIL import Image
 
 from common.metrics import detail_kept_in
 from eval.render import MAX_PIXELS, main, render, render_photo
+from tests.conftest import REFUSED
 
 REPO = Path(__file__).resolve().parents[1]
 SHIPPED = REPO / "tflite_models" / "nafnet_w8_lens_cpu" / "bokeh_fp16.tflite"
@@ -194,16 +195,10 @@ def test_folder_outputs_are_atomic_and_skipped_on_rerun(tmp_path, monkeypatch, c
     assert "2 rendered" in capsys.readouterr().out
 
 
-def test_a_crafted_checkpoint_runs_no_code(tmp_path, capsys):
-    """--checkpoint reads weights only (issue 13, finding 1): a pickle that calls exec is refused,
-    in one line, before anything runs."""
-    import torch
-
-    from tests.test_checkpoint_safety import REFUSED, _Payload
-
-    marker = tmp_path / "PAYLOAD_RAN"
-    path = tmp_path / "crafted.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"note": _Payload(marker)}}, path)
+def test_a_crafted_checkpoint_runs_no_code(tmp_path, capsys, crafted):
+    """--checkpoint reads weights only (issue 13, finding 1): a pickle that calls exec or os.system is
+    refused, in one line, before anything runs."""
+    path, marker = crafted
     photo, depth, _ = _photo_and_depth()
     argv = [str(_save(tmp_path, "p", photo, depth)), "--checkpoint", str(path), "--out", str(tmp_path / "out")]
     assert main(argv) == 2

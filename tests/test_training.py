@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from tests.conftest import LENS, QUICK, REPO, STAGE1, STAGE2, TINY_CLI, tiny_fit_args
+from tests.conftest import LENS, QUICK, REFUSED, REPO, STAGE1, STAGE2, TINY_CLI, CodePayload, tiny_fit_args
 from training.__main__ import main
 
 
@@ -340,14 +340,10 @@ def test_a_bad_init_generator_or_sample_is_one_line_from_the_command(tiny_datase
     were refused safely but ended the command in a traceback with exit status 1."""
     from PIL import Image
 
-    class _Payload:  # the crafted pickle of tests/test_checkpoint_safety.py, in short
-        def __reduce__(self):
-            return (exec, (f"open({str(tmp_path / 'RAN')!r}, 'w').close()",))
-
     crafted = tmp_path / "crafted.ckpt"
-    torch.save({"state_dict": {}, "hyper_parameters": {"note": _Payload()}}, crafted)
+    torch.save({"state_dict": {}, "hyper_parameters": {"note": CodePayload(tmp_path / "RAN", "exec")}}, crafted)
     p = _fit_command(tiny_dataset, tmp_path, "--model.init_generator", str(crafted))
-    _assert_one_line_error(p, str(crafted), "not a trusted weights-only checkpoint")
+    _assert_one_line_error(p, str(crafted), REFUSED)
     assert not (tmp_path / "RAN").exists()
 
     missing = tmp_path / "nowhere.ckpt"
