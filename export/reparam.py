@@ -15,6 +15,9 @@ PyTorch generator, so every rearrangement below is checked on every export. Each
   two per-channel broadcasts fewer per norm (~15 ms per norm at level 0).
 * **β and γ folded into conv3 and conv5**: ``conv(x)·β = (β W) x + β b₀``.
 
+* **The blur prior's mixing conv split into one conv per blurred copy** (``training/blur_prior.py``),
+  for the same reason as SimpleGate: its 3k output channels are not sliced at full resolution.
+
 * **LayerNorm's two channel means as 1×1 convs** with constant kernels (the variance's with ε as
   its bias), so that the int8 file stays on XNNPACK (``NormalizeChannels`` says why).
 
@@ -30,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.blur_prior import BlurPrior
 from training.model import NAFBlock
 
 __all__ = ["NormalizeChannels", "InferenceNAFBlock", "inference_form"]
@@ -121,4 +125,14 @@ def inference_form(generator: nn.Module) -> nn.Module:
     """A copy of ``generator`` with every ``NAFBlock`` in inference form; other modules unchanged."""
     out = copy.deepcopy(generator).eval()
     _replace_blocks(out)
+    if isinstance(getattr(out, "mix", None), nn.Conv2d):
+        out.mix = _split_conv(out.mix, BlurPrior.count)
     return out
+
+
+def _split_conv(conv: nn.Conv2d, parts: int) -> nn.ModuleList:
+    """``conv`` as ``parts`` convs, each computing one consecutive group of its output channels."""
+    n = conv.out_channels // parts
+    w, b = conv.weight.detach(), conv.bias.detach()  # type: ignore[union-attr]
+    pad = int(conv.padding[0])  # type: ignore[index]
+    return nn.ModuleList(_conv(w[i * n : (i + 1) * n], b[i * n : (i + 1) * n], padding=pad) for i in range(parts))

@@ -34,7 +34,7 @@ from common.hashing import file_sha256
 from common.io import atomic_write
 from training.model import NAFNet
 
-ARCH_KEYS = ("width", "enc_blocks", "middle_blocks", "dec_blocks", "lens_input")
+ARCH_KEYS = ("width", "enc_blocks", "middle_blocks", "dec_blocks", "lens_input", "blur_prior")
 SAFETENSORS_SUFFIX = ".safetensors"
 SAFETENSORS_NAME = "model.safetensors"  # beside best.ckpt, and in an exported model's folder
 
@@ -129,6 +129,8 @@ def _build(path: Path, state: dict[str, torch.Tensor], arch: dict[str, Any]) -> 
         arch["width"] = int(state["intro.weight"].shape[0])
     if "lens_input" not in arch:  # 6 input planes = RGB + depth + S + |S|
         arch["lens_input"] = int(state["intro.weight"].shape[1]) == 6
+    if "blur_prior" not in arch:  # only a generator with the prior has its mixing conv
+        arch["blur_prior"] = "mix.weight" in state
     gen = NAFNet(**arch)
     try:
         gen.load_state_dict(state)

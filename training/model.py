@@ -32,6 +32,11 @@ the depth, so one exported model serves every focus and aperture: an app changes
 not the model. Without the lens the task is ill-posed: the same photo and depth map admit any
 blur strength.
 
+Blur prior (``blur_prior=True``, our addition, off by default): the network also mixes fixed
+blurred copies of the photo into its output with per-pixel weights of its own (a 3×3 conv on the
+last decoder features), ``out = ending(x) + photo + Σ_k w_k ⊙ (copy_k − photo)``. Why and which
+copies: ``training/blur_prior.py``.
+
 Input height and width must be multiples of 16 (four 2× down-samplings). The network does not pad:
 padding that depends on the input shape would make the exported graph shape-dependent. The data
 loaders crop to multiples of 16 instead.
@@ -41,6 +46,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+
+from training.blur_prior import BlurPrior
 
 __all__ = [
     "DEFOCUS_SCALE",
@@ -162,6 +169,7 @@ class NAFNet(nn.Module):
         depth_channels: int = 1,
         lens_input: bool = False,
         defocus_scale: float = DEFOCUS_SCALE,
+        blur_prior: bool = False,
     ) -> None:
         super().__init__()
         if len(enc_blocks) != len(dec_blocks):
@@ -177,6 +185,14 @@ class NAFNet(nn.Module):
         # (~13 dB): training then only has to learn the blur. Same idea as beta/gamma = 0 below.
         nn.init.zeros_(self.ending.weight)
         nn.init.zeros_(self.ending.bias)
+        # Blur prior (our addition, training/blur_prior.py): per-pixel, per-colour weights of the
+        # blurred copies, zero-initialised like ``ending`` so that adding the prior to a trained
+        # generator starts from that generator's output.
+        self.blur_prior = BlurPrior() if blur_prior else None
+        self.mix = nn.Conv2d(width, img_channels * BlurPrior.count, 3, padding=1) if blur_prior else None
+        if self.mix is not None:
+            nn.init.zeros_(self.mix.weight)
+            nn.init.zeros_(self.mix.bias)
 
         self.encoders = nn.ModuleList()
         self.downs = nn.ModuleList()
@@ -222,7 +238,21 @@ class NAFNet(nn.Module):
         x = self.middle(x)  # (B, 16w, H/16, W/16)
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips)):
             x = decoder(up(x) + skip)
-        return self.ending(x) + image  # global residual on the photo (NAFNet)
+        out = self.ending(x) + image  # global residual on the photo (NAFNet)
+        if self.blur_prior is not None:
+            for w, copy in zip(self.mix_weights(x), self.blur_prior(image), strict=True):
+                out = out + w * (copy - image)
+        return out
+
+    def mix_weights(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The blur prior's weights, (B, 3, H, W) per copy: one per colour, so that no product
+        broadcasts (the GPU delegate's MUL wants equal shapes)."""
+        if isinstance(self.mix, nn.ModuleList):  # export/reparam.py's form: one conv per copy, no slices
+            return [conv(x) for conv in self.mix]
+        assert self.mix is not None
+        w = self.mix(x)  # (B, 3k, H, W)
+        c = w.shape[1] // BlurPrior.count
+        return [w[:, c * i : c * (i + 1)] for i in range(BlurPrior.count)]
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -50,6 +50,8 @@ class BokehGAN(L.LightningModule):
         dec_blocks: tuple[int, ...] = (2, 2, 2, 2),
         # Lens conditioning (training/model.py): the generator also reads (d_f, K); needs data.lens.
         lens_input: bool = False,
+        # Blurred copies of the photo the generator mixes per pixel (training/blur_prior.py).
+        blur_prior: bool = False,
         # Loss weights (eq. 4 for stage 1, eq. 5 for stage 2). 0 switches a term off.
         l1_weight: float = 0.5,
         ssim_weight: float = 0.05,
@@ -83,7 +85,9 @@ class BokehGAN(L.LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        self.generator = NAFNet(width, tuple(enc_blocks), middle_blocks, tuple(dec_blocks), lens_input=lens_input)
+        self.generator = NAFNet(
+            width, tuple(enc_blocks), middle_blocks, tuple(dec_blocks), lens_input=lens_input, blur_prior=blur_prior
+        )
         if init_generator:
             src = load_generator(init_generator)
             if src.arch.get("width", width) != width:
@@ -93,7 +97,13 @@ class BokehGAN(L.LightningModule):
                     f"init_generator {init_generator} has lens_input={src.generator.lens_input}, "
                     f"config says {lens_input}"
                 )
-            self.generator.load_state_dict(src.generator.state_dict())
+            # A generator without the blur prior may start one with it: the prior's mixing conv is
+            # zero-initialised, so the new generator starts from the old one's output.
+            missing, unexpected = self.generator.load_state_dict(src.generator.state_dict(), strict=False)
+            if unexpected or any(not k.startswith("mix.") for k in missing):
+                raise ValueError(
+                    f"init_generator {init_generator} does not match this generator: {missing + unexpected}"
+                )
 
         from training.losses import (  # noqa: PLC0415 (kept local: losses pull in kornia)
             BackgroundBlurLoss,
