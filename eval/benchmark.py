@@ -41,6 +41,7 @@ import numpy as np
 
 from common.io import atomic_write_text
 from common.paths import REPO
+from common.sizes import parse_size
 
 TARGET_VS_PYTORCH = 0.2
 TARGET_VS_ORT = 0.6
@@ -69,7 +70,7 @@ def _serve(path: str, size: tuple[int, int], threads: int, warmup: int, flush_de
     # Answers go to a private copy of stdout; anything a runtime prints there goes to stderr instead.
     reply = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
-    from export.runtime import load_runner
+    from export.runtime import load_runner  # noqa: PLC0415 (after the dup2: whatever it prints goes to stderr)
 
     rss_start = _rss_mb()
     runner = load_runner(path, threads, flush_denormals=flush_denormals, spin=spin)
@@ -291,8 +292,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--serve", help=argparse.SUPPRESS)  # internal: the child process that times one file
     args = p.parse_args(argv)
-
-    from common.sizes import parse_size
 
     try:
         size = parse_size(args.size)

@@ -27,6 +27,7 @@ package the stage runs invalidates that stage and the ones after it.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import os
@@ -40,6 +41,7 @@ from pathlib import Path
 from common.io import atomic_write_text
 from common.paths import REPO
 from export.gates import TFLITE_MIN_PSNR_DB
+from training.losses import find_vgg19_weights
 
 CONFIGS = REPO / "training" / "configs"
 
@@ -127,8 +129,6 @@ def run_stage(stage: Stage, out: Path, previous_key: str, timings: dict[str, flo
 
 
 def _vgg_available() -> bool:
-    from training.losses import find_vgg19_weights  # noqa: PLC0415
-
     return find_vgg19_weights() is not None
 
 
@@ -301,8 +301,6 @@ def build_stages(args: argparse.Namespace) -> list[Stage]:
 
 
 def _read_curve(metrics_csv: Path, key: str) -> list[tuple[int, float]]:
-    import csv  # noqa: PLC0415
-
     if not metrics_csv.is_file():
         return []
     with open(metrics_csv) as f:

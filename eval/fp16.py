@@ -40,7 +40,11 @@ import torch
 from common.io import atomic_write_bytes
 from common.metrics import psnr_array as psnr
 from common.sizes import parse_size
+from eval.photos import find_photos, load_photo
+from training import synth
+from training.checkpoint import load_generator
 from training.model import LayerNorm2d
+from training.renderers.lens import auto_focus, default_lens
 
 __all__ = ["FP16_MAX", "MIN_PSNR_DB", "Fp16Report", "fp16_report", "worst_case_inputs", "main"]
 
@@ -137,9 +141,6 @@ def worst_case_inputs(size: tuple[int, int], k_max: float) -> list[tuple[str, np
 
 
 def _photo_inputs(folder: Path, size: tuple[int, int]) -> list[tuple[str, np.ndarray, np.ndarray, np.ndarray]]:
-    from eval.photos import find_photos, load_photo
-    from training.renderers.lens import auto_focus
-
     out = []
     for pid, photo, depth in find_photos(folder):
         rgb, d = load_photo(photo, depth, size)
@@ -150,8 +151,6 @@ def _photo_inputs(folder: Path, size: tuple[int, int]) -> list[tuple[str, np.nda
 
 
 def _synthetic_input(size: tuple[int, int]) -> tuple[str, np.ndarray, np.ndarray, np.ndarray]:
-    from training import synth
-
     pair = synth.make_pair(12345, "val", 0, *size)  # seed 12345: not the training data's
     image = (pair.original.astype(np.float32) / 255.0).transpose(2, 0, 1)[None].copy()
     depth = (pair.depth.astype(np.float32) / 65535.0)[None, None].copy()
@@ -180,8 +179,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="also write the table here (Markdown)")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    from training.checkpoint import load_generator
-    from training.renderers.lens import default_lens
 
     try:
         size = parse_size(args.size)

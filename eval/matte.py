@@ -52,10 +52,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from common.io import atomic_save_image, atomic_write_bytes
 from common.paths import REPO
+from eval.render import RenderError, open_photo
 
 __all__ = ["PersonMatte", "MatteError", "prepare", "rewrite_custom_ops", "matte_path", "synthetic_portrait", "main"]
 
@@ -394,8 +397,6 @@ class PersonMatte:
 def resize(a: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """(h, w, C) float -> (H, W, C): bilinear with antialiasing (torch ``interpolate(...,
     antialias=True)``), the resampling that the web page (photo.js ``resize``) writes out by hand."""
-    import torch
-    import torch.nn.functional as F
 
     t = torch.from_numpy(np.ascontiguousarray(a, np.float32)).permute(2, 0, 1)[None]
     out = F.interpolate(t, size=size, mode="bilinear", align_corners=False, antialias=True)
@@ -442,7 +443,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="output folder: <id>.matte.png per photo")
     p.add_argument("--model", type=Path, help=f"prepared model (default {matte_path().relative_to(REPO)})")
     args = p.parse_args(argv)
-    from eval.render import RenderError, open_photo
 
     try:
         matte = PersonMatte(args.model)

@@ -20,10 +20,15 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 from common.io import atomic_save_image
 from common.metrics import detail_kept
+from export.manifest import MANIFEST_NAME, read_manifest
+from export.runtime import load_runner
+from training.renderers import get_renderer
+from training.renderers.lens import LensParams, auto_focus
 
 __all__ = ["depth_for", "find_photos", "load_photo", "RendererRunner", "main"]
 
@@ -75,8 +80,6 @@ def load_photo(photo: Path, depth: Path, size: tuple[int, int]) -> tuple[np.ndar
 
 
 def _lens(choice: str, disparity: np.ndarray, manifest: dict | None) -> np.ndarray:
-    from training.renderers.lens import LensParams, auto_focus
-
     if choice == "auto":
         return auto_focus(disparity).network_input().ravel()
     if choice.startswith("auto,"):  # the auto-focus rule with another sharp band (0: BokehMe eq. 1)
@@ -102,15 +105,9 @@ class RendererRunner:
     input_size = None
 
     def __init__(self, name: str) -> None:
-        from training.renderers import get_renderer
-
         self.name, self.renderer = name, get_renderer(name)
 
     def __call__(self, image: np.ndarray, depth: np.ndarray, lens: np.ndarray) -> np.ndarray:
-        import torch
-
-        from training.renderers.lens import LensParams
-
         d_f, K, dof = (float(v) for v in lens)
         with torch.inference_mode():
             out = self.renderer.render(
@@ -120,9 +117,6 @@ class RendererRunner:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from export.manifest import MANIFEST_NAME, read_manifest
-    from export.runtime import load_runner
-
     p = argparse.ArgumentParser(prog="python -m eval.photos", description=__doc__.split("\n\n")[0])
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--model", type=Path, help=".tflite, .onnx or checkpoint")

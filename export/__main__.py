@@ -15,10 +15,14 @@ from pathlib import Path
 # Before TensorFlow is imported anywhere: keep its C++ start-up banner (CUDA probes, CPU flags) quiet.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from common.sizes import parse_size
 from export.convert import ALL_CONVERTERS, DEFAULT_CONVERTER  # noqa: E402
 from export.gates import TFLITE_MIN_PSNR_DB, GateError  # noqa: E402
+from export.pipeline import export_model
 from export.tflite import DEFAULT_PRECISIONS, PRECISIONS  # noqa: E402
 from export.toollog import ToolError  # noqa: E402
+from training.checkpoint import load_generator
+from training.data import BadSampleError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,10 +79,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from common.sizes import parse_size
-    from export.pipeline import export_model
-    from training.checkpoint import load_generator
-    from training.data import BadSampleError
 
     t0 = time.perf_counter()
     try:

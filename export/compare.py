@@ -34,6 +34,7 @@ import torch
 from common.io import atomic_write_text
 from common.paths import REPO
 from export.convert import ALL_CONVERTERS, CONVERTERS, LITERT_TORCH
+from export.litert_torch import LiteRTTorchUnavailable, litert_torch_python
 from training.model import NAFNet
 
 DEFAULT_CONVERTERS = CONVERTERS  # litert-torch needs .venv-litert-torch: opt in
@@ -113,8 +114,6 @@ def main(argv: list[str] | None = None) -> int:
     if not converters or any(c not in ALL_CONVERTERS for c in converters):
         p.error(f"--converters {args.converters}: choose from {', '.join(ALL_CONVERTERS)}")
     if LITERT_TORCH in converters:
-        from export.litert_torch import LiteRTTorchUnavailable, litert_torch_python
-
         try:
             litert_torch_python()
         except LiteRTTorchUnavailable as e:

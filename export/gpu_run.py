@@ -39,8 +39,10 @@ from pathlib import Path
 import numpy as np
 
 from common.paths import REPO
-from export.gates import TFLITE_MIN_PSNR_DB, GateError
+from export.gates import TFLITE_MIN_PSNR_DB, GateError, worst_sample
 from export.manifest import PSNR_CAP_DB
+from export.runtime import TFLiteRunner
+from export.samples import list_sample_ids, load_samples, pick_ids
 
 __all__ = [
     "GpuUnavailable",
@@ -264,8 +266,6 @@ def gate_tflite(
     """The whole gate on one file: the GPU accelerator on ``samples`` (NCHW ``(image, depth, lens)``
     tuples) against the CPU interpreter's NCHW ``cpu_outputs`` (computed here when not given),
     checked; returns the manifest's ``gpu_run`` entry. Raises GateError or GpuUnavailable."""
-    from export.gates import worst_sample
-    from export.runtime import TFLiteRunner
 
     cpu = TFLiteRunner(path, num_threads)
     named = [cpu.prepare(cpu.inputs(*s[: 3 if cpu.lens_input else 2])) for s in samples]
@@ -294,8 +294,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.data:
         p.error("--data DIR is required (a split folder with original/ and depth/)")
-    from export.runtime import TFLiteRunner
-    from export.samples import list_sample_ids, load_samples, pick_ids
 
     device, why = find_vulkan()
     if device is None:

@@ -32,6 +32,13 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+
+from common.metrics import psnr_array as psnr
+from export.runtime import TFLiteRunner
+from export.samples import list_sample_ids, load_samples, pick_ids
+from export.tflite import convert_tflite, order_inputs, representative_dataset
+from training.checkpoint import load_generator
 
 __all__ = ["xnnpack_partitions", "main"]
 
@@ -49,8 +56,6 @@ def xnnpack_partitions(content: bytes) -> int:
 
 def _variants(saved_model: Path, rep) -> dict[str, bytes]:
     import tensorflow as tf
-
-    from export.tflite import convert_tflite, order_inputs
 
     files = {
         "fp16": convert_tflite(saved_model, "fp16"),
@@ -103,13 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
-    import torch
-
-    from common.metrics import psnr_array as psnr
-    from export.runtime import TFLiteRunner
-    from export.samples import list_sample_ids, load_samples, pick_ids
-    from export.tflite import representative_dataset
-    from training.checkpoint import load_generator
 
     if not (args.saved_model / "saved_model.pb").is_file():
         print(

@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from export.runtime import load_runner
+
 __all__ = [
     "INPUT_NAMES",
     "LENS_INPUT_NAMES",
@@ -101,7 +103,6 @@ def onnx_max_abs_diff(
     onnx_path: str | Path, inputs: list[tuple[np.ndarray, ...]], references: list[np.ndarray], num_threads: int = 2
 ) -> float:
     """Largest |ONNX Runtime - PyTorch| over the samples ((image, depth, lens) NCHW arrays)."""
-    from export.runtime import load_runner
 
     runner = load_runner(onnx_path, num_threads=num_threads)
     return max(float(np.abs(runner(*args) - ref).max()) for args, ref in zip(inputs, references))

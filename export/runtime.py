@@ -195,9 +195,10 @@ class OnnxRunner(Runner):
 
 class TorchRunner(Runner):
     def __init__(self, path: str | Path, num_threads: int = 2, flush_denormals: bool = False) -> None:
-        import torch
+        # Only here: a TFLite or ONNX runner's process (eval.benchmark's timing worker) must not load torch.
+        import torch  # noqa: PLC0415
 
-        from training.checkpoint import load_generator
+        from training.checkpoint import load_generator  # noqa: PLC0415
 
         self.checkpoint = load_generator(path)
         self.generator = self.checkpoint.generator.eval()
@@ -218,12 +219,12 @@ class TorchRunner(Runner):
             raise ValueError(f"{self.name}: height and width must be multiples of {m}, got {image.shape[2:]}")
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
-        import torch
+        import torch  # noqa: PLC0415
 
         return {k: torch.from_numpy(v) for k, v in inputs.items()}
 
     def invoke(self, inputs: dict[str, Any]) -> Any:
-        import torch
+        import torch  # noqa: PLC0415
 
         with torch.inference_mode():
             return self.generator(inputs["image"], inputs["depth"], inputs.get("lens"))

@@ -30,7 +30,9 @@ What this adds to Lightning's CLI:
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -48,8 +50,6 @@ def _die_with_parent() -> None:
     """
     if "LOCAL_RANK" not in os.environ or not sys.platform.startswith("linux"):
         return
-    import ctypes  # noqa: PLC0415
-    import signal  # noqa: PLC0415
 
     parent = os.getppid()
     try:
@@ -64,11 +64,15 @@ def _die_with_parent() -> None:
 if __name__ == "__main__":
     _die_with_parent()
 
+# The heavy imports come after _die_with_parent (its docstring says why): E402 is expected here.
 import yaml  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 
-from training.data import BokehDataModule  # noqa: E402
-from training.module import BokehGAN  # noqa: E402
+from training.checkpoint import CheckpointLoadError  # noqa: E402
+from training.checkpoint_io import CheckpointFileError, check_checkpoint_file  # noqa: E402
+from training.data import BadSampleError, BokehDataModule  # noqa: E402
+from training.module import BokehGAN, ResumeMismatchError  # noqa: E402
+from training.run_folder import RunFolderError, clear_run, existing_run, refuse_message, run_dirs  # noqa: E402
 
 ATOMIC_IO = {"class_path": "training.checkpoint_io.AtomicCheckpointIO"}
 # Strategy names whose DDP wrapper must look for unused parameters when the critics train.
@@ -93,7 +97,6 @@ class BokehCLI(LightningCLI):
         # fit: AtomicCheckpointIO names an unreadable file, and BokehGAN.on_load_checkpoint refuses a
         # checkpoint whose model settings differ from the config's. validate/test/predict keep
         # Lightning's behaviour (evaluate the checkpoint as it was trained), after the file check.
-        from training.checkpoint_io import check_checkpoint_file  # noqa: PLC0415
 
         subcommand = self.config.get("subcommand")
         if subcommand == "fit":
@@ -149,8 +152,6 @@ def _is_rank_zero() -> bool:
 
 
 def _claim_run_folder(trainer: Any, overwrite: bool) -> None:
-    from training.run_folder import RunFolderError, clear_run, existing_run, refuse_message, run_dirs  # noqa: PLC0415
-
     run, ckpt_dirs = run_dirs(trainer)
     found = existing_run(run, ckpt_dirs)
     if not found:
@@ -173,12 +174,6 @@ def main(args: list[str] | None = None) -> BokehCLI:
 
 
 def _run_command() -> int:
-    from training.checkpoint import CheckpointLoadError  # noqa: PLC0415
-    from training.checkpoint_io import CheckpointFileError  # noqa: PLC0415
-    from training.data import BadSampleError  # noqa: PLC0415
-    from training.module import ResumeMismatchError  # noqa: PLC0415
-    from training.run_folder import RunFolderError  # noqa: PLC0415
-
     # The user's own files and folders: each message names the file and what to do, and a traceback
     # would only bury it. FileNotFoundError: a missing checkpoint, data root or weights file (the
     # VGG19 loader says where to put it). Anything else is a bug and keeps its traceback.

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save
 
 from common.hashing import file_sha256
 from common.io import atomic_write
@@ -102,8 +104,6 @@ def _read_torch(path: Path, map_location: str) -> tuple[dict[str, torch.Tensor],
 
 
 def _read_safetensors(path: Path, map_location: str) -> tuple[dict[str, torch.Tensor], dict[str, Any], dict[str, Any]]:
-    from safetensors import safe_open  # noqa: PLC0415
-
     try:
         with safe_open(str(path), framework="pt", device=str(map_location)) as f:
             meta = f.metadata() or {}
@@ -167,7 +167,6 @@ def save_generator_safetensors(
     and its sha256). Written with ``atomic_write``: a reader never sees half a file, and a killed
     write leaves the previous one intact.
     """
-    from safetensors.torch import save  # noqa: PLC0415
 
     path = Path(path)
     # contiguous CPU copies: safetensors stores a flat buffer (channels_last or CUDA tensors are not)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import fsspec
+import torch
 from fsspec.implementations.local import LocalFileSystem
 from lightning.fabric.utilities.types import _PATH
 from lightning.pytorch.plugins.io import TorchCheckpointIO
@@ -70,7 +71,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         if storage_options is not None or not isinstance(fs, LocalFileSystem):
             super().save_checkpoint(checkpoint, path, storage_options=storage_options)
             return
-        import torch  # noqa: PLC0415
 
         atomic_write(path, lambda f: torch.save(checkpoint, f))
 

@@ -24,6 +24,7 @@ means over the whole split with each image once, and ranks > 0 draw their own ra
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,25 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
 
 from common.io import atomic_save_image
+from common.metrics import psnr, ssim
+from training.callbacks import GeneratorSafetensors, GracefulStop
 from training.checkpoint import load_generator
+from training.discriminator import MultiScaleDiscriminator
+from training.losses import (
+    BackgroundBlurLoss,
+    EdgeDifferenceLoss,
+    ForegroundEdgeLoss,
+    SSIMLoss,
+    VGGPerceptualLoss,
+    critic_loss,
+    focus_mask,
+    generator_adversarial_loss,
+    gradient_penalty,
+)
 from training.model import NAFNet
 
 __all__ = ["BokehGAN", "ResumeMismatchError"]
@@ -105,13 +121,6 @@ class BokehGAN(L.LightningModule):
                     f"init_generator {init_generator} does not match this generator: {missing + unexpected}"
                 )
 
-        from training.losses import (  # noqa: PLC0415 (kept local: losses pull in kornia)
-            BackgroundBlurLoss,
-            EdgeDifferenceLoss,
-            ForegroundEdgeLoss,
-            SSIMLoss,
-        )
-
         self.l1 = nn.L1Loss()
         self.ssim = SSIMLoss()
         self.fore_edge = ForegroundEdgeLoss()
@@ -119,14 +128,10 @@ class BokehGAN(L.LightningModule):
         self.back_blur = BackgroundBlurLoss()
         self.vgg: nn.Module | None = None
         if vgg_weight > 0:
-            from training.losses import VGGPerceptualLoss  # noqa: PLC0415
-
             self.vgg = VGGPerceptualLoss(vgg_weights)  # raises, naming vgg19-dcbb9e9d.pth, if absent
 
         self.discriminator: nn.Module | None = None
         if adv_weight > 0:
-            from training.discriminator import MultiScaleDiscriminator  # noqa: PLC0415
-
             self.discriminator = MultiScaleDiscriminator(tuple(disc_depths), base_channels=disc_base_channels)
             # Two optimisers stepping alternately: Lightning's manual optimisation (its GAN recipe).
             self.automatic_optimization = False
@@ -192,8 +197,6 @@ class BokehGAN(L.LightningModule):
         # The greyscale saliency mask M of §3.4 (1 = in focus): the depth map itself (1 = near) in
         # the paper's mode, the focal plane of the given lens in lens mode (losses.focus_mask).
         if self.generator.lens_input:
-            from training.losses import focus_mask  # noqa: PLC0415
-
             depth = focus_mask(batch["depth"], batch["lens"])
         else:
             depth = batch["depth"]
@@ -244,8 +247,6 @@ class BokehGAN(L.LightningModule):
         return None
 
     def _adversarial_step(self, batch: dict[str, torch.Tensor]) -> None:
-        from training.losses import critic_loss, generator_adversarial_loss, gradient_penalty  # noqa: PLC0415
-
         hp = self.hparams
         opt_g, opt_d = self.optimizers()
         image, target = batch["image"], batch["target"]
@@ -310,8 +311,6 @@ class BokehGAN(L.LightningModule):
 
     # ------------------------------------------------------------------ validation
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        from common.metrics import psnr, ssim  # noqa: PLC0415 (same metrics as `python -m eval`)
-
         fake = self.generate(batch).float().clamp(0, 1)
         target = batch["target"].float()
         # Per image, keyed by sample id, reduced in on_validation_epoch_end: under DDP each rank
@@ -373,7 +372,6 @@ class BokehGAN(L.LightningModule):
 
     def _write_samples(self, samples: list[torch.Tensor]) -> None:
         """Input | output | ground truth rows, as a PNG beside the logs and in TensorBoard (rank 0 only)."""
-        from PIL import Image  # noqa: PLC0415
 
         width = max(s.shape[3] for s in samples)
         grid = torch.cat([F.pad(s, (0, width - s.shape[3])) for s in samples], dim=2)[0]  # (3, ΣH, W)
@@ -386,8 +384,6 @@ class BokehGAN(L.LightningModule):
 
     # ------------------------------------------------------------------ checkpoints
     def configure_callbacks(self) -> list[L.Callback]:
-        from training.callbacks import GeneratorSafetensors, GracefulStop  # noqa: PLC0415
-
         # SIGTERM stops every rank within seconds, saving last.ckpt (training.callbacks.GracefulStop).
         callbacks: list[L.Callback] = [GracefulStop()]
         # model.safetensors beside best.ckpt, so the generator can be shared without a pickle. Only
@@ -421,7 +417,6 @@ class BokehGAN(L.LightningModule):
         again into runs/stage2. ``training.__main__`` no longer does, and this makes a difference an
         error that names each value. ``RESUME_MAY_CHANGE`` lists what may differ.
         """
-        import inspect  # noqa: PLC0415
 
         saved = checkpoint.get("hyper_parameters") or {}
         defaults = {k: p.default for k, p in inspect.signature(BokehGAN.__init__).parameters.items() if k != "self"}

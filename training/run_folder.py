@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.fabric.loggers.logger import rank_zero_experiment
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
@@ -48,7 +49,6 @@ def run_dirs(trainer: Any) -> tuple[Path, list[Path]]:
     ``ModelCheckpoint`` without a ``dirpath`` writes to ``<logger save_dir>/<name>/<version>/checkpoints``
     (``<default_root_dir>/checkpoints`` without a logger). Reads no collective and creates nothing.
     """
-    from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: PLC0415
 
     logger = trainer.loggers[0] if trainer.loggers else None
     if logger is None:

@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from common.io import atomic_save_image, atomic_write_text
+from eval.matte import synthetic_portrait
 from training.synth import make_pair
 
 DEFAULT_SEED = 7
@@ -65,7 +66,6 @@ def make_samples(
         )
     # A portrait-format photo with no depth map: the page falls back to the person matte for it and
     # turns it into the model's landscape frame (eval.matte.synthetic_portrait, a head and shoulders).
-    from eval.matte import synthetic_portrait
 
     portrait, _ = synthetic_portrait(size[1], size[0], seed=0)
     sample_id = len(entries)
