@@ -15,15 +15,12 @@ import pytest
 import torch
 
 from training.renderers import RENDERERS, GroundTruthRenderer, Layer, LensParams, get_renderer
+from training.renderers.aperture import aperture_kernel
+from training.renderers.binned_scatter import radius_bins
 from training.renderers.blend import BlendRenderer
+from training.renderers.ebb_camera import ebb_radius_at_infinity, sample_ebb_lens
 from training.renderers.layered import LayeredRenderer, d2f_layer_radii
-from training.renderers.lens import (
-    aperture_kernel,
-    blur_radius,
-    ebb_radius_at_infinity,
-    radius_bins,
-    sample_ebb_lens,
-)
+from training.renderers.lens import blur_radius
 from training.renderers.scatter import ScatterRenderer
 
 ALL = ["scatter", "layered", "blend", "ground_truth"]

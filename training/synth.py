@@ -28,7 +28,7 @@ Textures mix fractal noise with random 1/f slopes mapped through random palettes
 spots and flat areas, with random saturation, brightness and shading, so a model cannot learn one
 look. Disparity is "true" relative inverse depth z_near / z while the scene is built; the depth map
 written is min-max normalised per image like a monocular depth estimate, and K, d_f are converted
-to that normalisation, so r = K |d - d_f| holds for the written map (see lens.sample_ebb_lens).
+to that normalisation, so r = K |d - d_f| holds for the written map (see ebb_camera.sample_ebb_lens).
 
 Determinism and resuming: scene i of a split depends only on (seed, split, i). Files are written
 atomically and a scene counts as done only when all four files exist, so an interrupted run can be
@@ -58,8 +58,10 @@ from tqdm import tqdm
 
 from common.io import atomic_write_bytes
 from common.sizes import parse_size
+from training.renderers.convolve import fft_size
+from training.renderers.ebb_camera import max_ebb_radius, sample_ebb_lens
 from training.renderers.ground_truth import GroundTruthRenderer, Layer
-from training.renderers.lens import LensParams, fft_size, max_ebb_radius, sample_ebb_lens
+from training.renderers.lens import LensParams
 
 SPLITS = ("train", "val")
 SPLIT_IDS = {"train": 0, "val": 1}
