@@ -17,10 +17,10 @@ import kotlin.math.roundToInt
  */
 object ImageOps {
 
-    /** eval/render.py SHARP_RADIUS: photo pixels kept below the first blur radius (px), model output above the second. */
+    /** eval/render/frame.py SHARP_RADIUS: photo pixels kept below the first blur radius (px), model output above the second. */
     const val SHARP_RADIUS_LO = 0.5
     const val SHARP_RADIUS_HI = 1.5
-    /** eval/render.py FOCUS_WINDOW: tap-to-focus takes the median depth in a square this share of the short side. */
+    /** eval/render/frame.py FOCUS_WINDOW: tap-to-focus takes the median depth in a square this share of the short side. */
     const val FOCUS_WINDOW = 0.02
 
     fun floatBuffer(elements: Int): ByteBuffer =
