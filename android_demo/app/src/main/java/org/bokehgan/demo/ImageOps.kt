@@ -13,7 +13,7 @@ import kotlin.math.roundToInt
 /**
  * Pixel conversions between Bitmaps and the float32 NHWC tensors of the manifest, the photo <-> model
  * geometry and full-resolution blend of `python -m eval.render` (as web_demo/photo.js ports them;
- * tests/test_android_manifest.py checks the constants), and small stats.
+ * tests/test_android_sources.py checks the constants), and small stats.
  */
 object ImageOps {
 
