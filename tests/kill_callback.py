@@ -41,6 +41,17 @@ class RecordStartStep(Callback):
                 f.write(f"end {trainer.global_step}\n")
 
 
+class RecordStartGenerator(Callback):
+    """Keeps a copy of the generator's weights as fitting starts, before the first step: what a
+    stage-2 run begins from (read back in the same process, from ``trainer.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.weights: dict | None = None
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.weights = {k: v.detach().clone() for k, v in pl_module.generator.state_dict().items()}
+
+
 class RecordPids(Callback):
     """Appends "<global rank> <pid>" to $BOKEH_PIDS when fitting starts, on every rank."""
 

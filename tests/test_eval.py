@@ -1,7 +1,9 @@
 """``python -m eval`` end to end on a tiny data set written here, plus the model wiring.
 
 The identity model's PSNR is recomputed by hand in numpy from the PNG files (centre crop included),
-and the checkpoint's PSNR from a direct NAFNet forward pass: both independent of eval/.
+and the checkpoint's PSNR from a direct forward pass of a NAFNet with non-identity weights (by hand
+and with ``common.metrics.psnr``): both independent of eval/, and the checkpoint's differs from
+the identity's, so evaluating the input instead of the output fails.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import pytest
 import torch
 from PIL import Image
 
+from common.metrics import psnr
 from eval.evaluate import CELL_WIDTH, evaluate, make_model_callables, resolve_split
+from export.compare import non_identity_
 from training.model import NAFNet
 
 H, W = 40, 72  # not multiples of 16: evaluation centre-crops to 32 × 64
@@ -63,7 +67,9 @@ def data(tmp_path):
 
 @pytest.fixture
 def tiny_ckpt(tmp_path):
-    gen = NAFNet(width=4).eval()  # default blocks, so load_generator infers the arch from width
+    # Default blocks, so load_generator infers the arch from width. Not the fresh NAFNet, which
+    # returns its input: evaluating the input instead of the output would then go unnoticed.
+    gen = non_identity_(NAFNet(width=4)).eval()
     path = tmp_path / "gen.pt"
     torch.save(gen.state_dict(), path)
     return path, gen
@@ -125,6 +131,12 @@ def test_cli_end_to_end(data, tiny_ckpt, tmp_path, monkeypatch):
             y = gen(x, d)[0].double().numpy().transpose(1, 2, 0)
         row = next(r for r in rows if r["model"] == "pytorch" and r["id"] == i)
         assert float(row["psnr"]) == pytest.approx(_hand_psnr(y, target), abs=1e-3)
+        # the same with the project's metric, on the model's clamped output
+        as_batch = lambda a: torch.from_numpy(np.ascontiguousarray(a.transpose(2, 0, 1)))[None]
+        own = float(psnr(as_batch(np.clip(y, 0, 1)), as_batch(target)))
+        assert float(row["psnr"]) == pytest.approx(own, abs=1e-3)
+        # and the model really changed the photo: its PSNR is not the input's
+        assert abs(own - hand[-1]) > 0.5, (own, hand[-1])
         assert row["lpips"] == ""  # unavailable: empty, not a number
 
     summary = json.loads((out / "summary.json").read_text())

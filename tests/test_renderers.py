@@ -15,15 +15,12 @@ import pytest
 import torch
 
 from training.renderers import RENDERERS, GroundTruthRenderer, Layer, LensParams, get_renderer
+from training.renderers.aperture import aperture_kernel
+from training.renderers.binned_scatter import radius_bins
 from training.renderers.blend import BlendRenderer
+from training.renderers.ebb_camera import ebb_radius_at_infinity, sample_ebb_lens
 from training.renderers.layered import LayeredRenderer, d2f_layer_radii
-from training.renderers.lens import (
-    aperture_kernel,
-    blur_radius,
-    ebb_radius_at_infinity,
-    radius_bins,
-    sample_ebb_lens,
-)
+from training.renderers.lens import blur_radius
 from training.renderers.scatter import ScatterRenderer
 
 ALL = ["scatter", "layered", "blend", "ground_truth"]
@@ -96,22 +93,55 @@ def test_ebb_radius_matches_hand_derivation():
     assert ebb_radius_at_infinity(2.0, 768) == pytest.approx(24.53 / 2, abs=0.03)
 
 
+def _thin_lens_radius_at_infinity(focus_m: float, width: int) -> float:
+    """The EBB! camera by hand: Canon 7D (22.3 mm sensor), 50 mm at f/1.8, image ``width`` px wide."""
+    aperture_mm = 50.0 / 1.8
+    coc_mm = aperture_mm * 50.0 / (focus_m * 1000.0 - 50.0)  # A f / (z_f - f)
+    return 0.5 * coc_mm / (22.3 / width)
+
+
 def test_sampled_ebb_lens_ranges():
     rng = np.random.default_rng(0)
     polys = 0
     for _ in range(300):
         d_f, d_inf = rng.uniform(0.3, 1.0), -rng.uniform(0.0, 0.3)
         lens, meta = sample_ebb_lens(rng, 768, d_f, d_inf)
-        r_inf = lens.K * (d_f - d_inf)
         # focus 1..4 m: c_inf = 27.78*50/(z_f - 50 mm) = 1.462 .. 0.3516 mm; a pixel of a 768-wide
         # image is 22.3/768 = 29.04 um, so the radius at infinity is 25.18 .. 6.05 px
-        assert 6.05 - 0.01 <= r_inf <= 25.18 + 0.01
-        assert r_inf == pytest.approx(meta["radius_at_infinity_px"])
         assert 1.0 <= meta["focus_distance_m"] <= 4.0
+        assert 6.05 - 0.01 <= meta["radius_at_infinity_px"] <= 25.18 + 0.01
+        assert meta["radius_at_infinity_px"] == pytest.approx(
+            _thin_lens_radius_at_infinity(meta["focus_distance_m"], 768)
+        )
+        assert lens.d_f == d_f and lens.K > 0
         polys += lens.aperture == "polygon"
         if lens.aperture == "polygon":
             assert 5 <= lens.blades <= 8
     assert 30 < polys < 90  # about 20 % polygons
+
+
+def test_sampled_ebb_lens_blurs_a_point_at_infinity_by_the_thin_lens_radius():
+    """K and d_f of a sampled lens, read by the synthetic data's renderer, blur a point light at
+    d_inf (where the normalised depth map puts infinity) into a disk of the radius the EBB! camera
+    gives at the sampled focus distance, worked out by hand; and a point halfway to infinity in
+    disparity into one of half that radius (blur is linear in inverse depth). Measured on the
+    rendered image, from the disk's second moment: a wrong K (say r_inf / d_f, forgetting d_inf)
+    blurs by the wrong amount."""
+    rng = np.random.default_rng(1)
+    n = 128
+    for _ in range(4):
+        d_f, d_inf = rng.uniform(0.5, 1.0), -rng.uniform(0.0, 0.4)
+        lens, meta = sample_ebb_lens(rng, 768, d_f, d_inf, polygon_prob=0.0)
+        r_inf = _thin_lens_radius_at_infinity(meta["focus_distance_m"], 768)
+        for d, r in ((d_inf, r_inf), ((d_f + d_inf) / 2, r_inf / 2)):
+            light = torch.zeros(3, n, n)
+            light[:, n // 2, n // 2] = 1.0  # linear radiance: the render is the point spread itself
+            layer = Layer(light, torch.ones(1, n, n), torch.full((1, n, n), d))
+            psf = GroundTruthRenderer().render_layers([layer], lens, (n, n))[0].double()
+            y, x = torch.meshgrid(torch.arange(n) - n // 2, torch.arange(n) - n // 2, indexing="ij")
+            m2 = float((psf * (x**2 + y**2)).sum() / psf.sum())
+            # a disk has E[rho^2] = r^2 / 2; each pixel's own area adds 1/12 per axis
+            assert math.sqrt(2 * (m2 - 1 / 6)) == pytest.approx(r, rel=0.02, abs=0.1), (d, r)
 
 
 def test_for_photo_defaults():

@@ -57,9 +57,8 @@ def test_pair_contents_are_consistent():
         assert p.depth.shape == (h, w) and p.depth.dtype == np.uint16
         # min-max normalised disparity, like a monocular depth estimate
         assert p.depth.min() == 0 and p.depth.max() == 65535
-        # r = K |d - d_f| with the radius at infinity of the EBB! lens: K (d_f - d_inf) = r_inf
+        # (the blur radius itself: test_blur_of_the_backdrop_is_the_thin_lens_radius)
         meta = p.meta
-        assert p.lens.K * (p.lens.d_f - meta["d_inf"]) == pytest.approx(meta["radius_at_infinity_px"], rel=1e-6)
         # in-focus pixels far (more than the largest blur radius) from anything defocused are unchanged
         d = torch.from_numpy(p.depth.astype(np.float32) / 65535.0)
         defocused = (p.lens.K * (d - p.lens.d_f).abs() > 0.3).float()[None, None]
@@ -80,6 +79,43 @@ def test_pair_contents_are_consistent():
             assert ratio < 1.0
             checked_blur += ratio < 0.8
     assert checked_sharp >= 2 and checked_blur >= 2
+
+
+@pytest.mark.parametrize("delta_b", [0.0, 0.2], ids=["backdrop_at_infinity", "backdrop_nearer"])
+def test_blur_of_the_backdrop_is_the_thin_lens_radius(delta_b):
+    """A pair's bokeh blurs a surface at true disparity delta_b (z_near / z) by the EBB! camera's
+    thin-lens radius for the drawn focus distance, worked out by hand: r_inf (delta_s - delta_b) /
+    delta_s with the subject in focus at delta_s, whatever the per-image normalisation of the depth
+    map (at 0.2 the farthest visible surface is not at infinity, so d_inf < 0). Measured on the
+    written 8-bit image: the spread of a vertical edge on the backdrop. A K that mishandles d_inf
+    (say r_inf / d_f) blurs by the wrong radius here."""
+    H, W, delta_s, gamma = 64, 384, 0.6, 2.2
+    my, mx = synth.canvas_margin(H, W)
+    Hc, Wc = H + 2 * my, W + 2 * mx
+    light = torch.zeros(3, Hc, Wc)
+    light[:, :, : mx + W // 2] = 0.5  # lit left of frame column W // 2, dark right of it
+    backdrop = synth.SceneLayer(light, torch.ones(1, Hc, Wc), torch.full((1, Hc, Wc), delta_b), 0, 0, -1.0, "backdrop")
+    band = 8  # a dark subject along the top of the frame, in focus: the near end of the depth range
+    subject = synth.SceneLayer(
+        torch.zeros(3, band, Wc), torch.ones(1, band, Wc), torch.full((1, band, Wc), delta_s), my, 0, delta_s, "subject"
+    )
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        p = synth.render_pair([backdrop, subject], delta_s, {}, gamma, (H, W), rng)
+        z_f = p.meta["focus_distance_m"]
+        r_inf = 0.5 * (50.0 / 1.8) * 50.0 / (z_f * 1000.0 - 50.0) / (22.3 / W)  # A f / (z_f - f), in pixels
+        expected = r_inf * (delta_s - delta_b) / delta_s
+        # the line spread: the step in linear light between neighbouring columns, rows below the subject
+        profile = ((p.bokeh[band:, :, 1].astype(np.float64) / 255.0) ** gamma).mean(axis=0)
+        spread = np.clip(profile[:-1] - profile[1:], 0.0, None)
+        x = np.arange(W - 1) + 0.5
+        mean = (spread * x).sum() / spread.sum()
+        var = (spread * (x - mean) ** 2).sum() / spread.sum() - 1 / 12  # less the pixel's own width
+        # per axis, a disk has E[x^2] = r^2 / 4; a regular N-gon of circumradius r, r^2 (2 + cos(2 pi / N)) / 12
+        lens = p.lens
+        shape = 3.0 if lens.aperture == "disk" else 2.0 + math.cos(2 * math.pi / lens.blades)
+        assert math.sqrt(12 * var / shape) == pytest.approx(expected, rel=0.02, abs=0.1), (seed, lens)
+        assert mean == pytest.approx(W // 2 - 0.5, abs=0.2)  # the edge: between columns W // 2 - 1 and W // 2
 
 
 def test_command_layout_resume_and_determinism(tmp_path):

@@ -1,5 +1,5 @@
 // The photo <-> model-input geometry and the full-resolution blend of `python -m eval.render`,
-// ported so that the page renders a photo the way the command does (eval/render.py, module
+// ported so that the page renders a photo the way the command does (eval/render/, package
 // docstring steps 2-5):
 //
 //   modelFrame   a photo whose orientation differs from the model's is turned by 90° (np.rot90,
@@ -16,8 +16,8 @@
 // Arrays are row-major Float32Array, channels last (H×W×C). No DOM: node imports this file, and
 // tests/test_web.py checks each function against the Python one it mirrors.
 
-export const SHARP_RADIUS = [0.5, 1.5];  // eval/render.py SHARP_RADIUS (px at the photo's resolution)
-export const FOCUS_WINDOW = 0.02;        // eval/render.py FOCUS_WINDOW (share of the short side)
+export const SHARP_RADIUS = [0.5, 1.5];  // eval/render/frame.py SHARP_RADIUS (px at the photo's resolution)
+export const FOCUS_WINDOW = 0.02;        // eval/render/frame.py FOCUS_WINDOW (share of the short side)
 
 /** Python's round(): half to even (round(2.5) == 2), which Math.round is not. */
 export function roundHalfEven(x) {

@@ -14,9 +14,10 @@ output is (B, 3, H, W) in [0, 1] on the inputs' device.
 from __future__ import annotations
 
 from .blend import BlendRenderer
+from .ebb_camera import sample_ebb_lens
 from .ground_truth import GroundTruthRenderer, Layer
 from .layered import LayeredRenderer
-from .lens import LensParams, blur_radius, sample_ebb_lens
+from .lens import LensParams, blur_radius
 from .scatter import ScatterRenderer
 
 # the classical baselines, one per related paper, in the order the comparison table lists them

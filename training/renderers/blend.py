@@ -25,7 +25,10 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .lens import BatchRenderer, LensParams, bin_weights, blur_radius, fft_convolve_full
+from .batch import BatchRenderer
+from .binned_scatter import bin_weights
+from .convolve import fft_convolve_full
+from .lens import LensParams, blur_radius
 
 
 def gaussian_taps(size: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:

@@ -35,18 +35,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .lens import (
-    BatchRenderer,
-    BinSplit,
-    LensParams,
-    aperture_kernel,
-    blur_radius,
-    convolve_crop,
-    radius_bins,
-    scatter_by_radius,
-    signed_bins,
-    signed_defocus,
-)
+from .aperture import aperture_kernel
+from .batch import BatchRenderer
+from .binned_scatter import BinSplit, radius_bins, scatter_by_radius, signed_bins
+from .convolve import convolve_crop
+from .lens import LensParams, blur_radius, signed_defocus
 
 
 @dataclass

@@ -27,14 +27,11 @@ from collections.abc import Sequence
 
 import torch
 
-from .lens import (
-    BatchRenderer,
-    LensParams,
-    aperture_edge_distance,
-    bbox_of,
-    convolve_crop,
-    signed_defocus,
-)
+from .aperture import aperture_edge_distance
+from .batch import BatchRenderer
+from .binned_scatter import bbox_of
+from .convolve import convolve_crop
+from .lens import LensParams, signed_defocus
 
 
 def d2f_layer_radii(

@@ -28,15 +28,11 @@ from __future__ import annotations
 
 import torch
 
-from .lens import (
-    BatchRenderer,
-    BinSplit,
-    LensParams,
-    aperture_edge_distance,
-    convolve_crop,
-    signed_bins,
-    signed_defocus,
-)
+from .aperture import aperture_edge_distance
+from .batch import BatchRenderer
+from .binned_scatter import BinSplit, signed_bins
+from .convolve import convolve_crop
+from .lens import LensParams, signed_defocus
 
 
 def bokehme_kernel(radius: float, lens: LensParams) -> torch.Tensor:

@@ -19,7 +19,7 @@ import kotlin.math.floor
  * float32 tensor: position q * (n - 1), interpolated between its floor and ceil with torch's lerp.
  * K is computed in double precision, as Python does with the two floats.
  *
- * `tests/test_android_manifest.py` checks these constants against training/renderers/lens.py (the
+ * `tests/test_android_sources.py` checks these constants against training/renderers/lens.py (the
  * app is not built in CI); the web port is checked numerically against Python by tests/test_web.py.
  */
 object AutoFocus {

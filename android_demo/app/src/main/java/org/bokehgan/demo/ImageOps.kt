@@ -13,14 +13,14 @@ import kotlin.math.roundToInt
 /**
  * Pixel conversions between Bitmaps and the float32 NHWC tensors of the manifest, the photo <-> model
  * geometry and full-resolution blend of `python -m eval.render` (as web_demo/photo.js ports them;
- * tests/test_android_manifest.py checks the constants), and small stats.
+ * tests/test_android_sources.py checks the constants), and small stats.
  */
 object ImageOps {
 
-    /** eval/render.py SHARP_RADIUS: photo pixels kept below the first blur radius (px), model output above the second. */
+    /** eval/render/frame.py SHARP_RADIUS: photo pixels kept below the first blur radius (px), model output above the second. */
     const val SHARP_RADIUS_LO = 0.5
     const val SHARP_RADIUS_HI = 1.5
-    /** eval/render.py FOCUS_WINDOW: tap-to-focus takes the median depth in a square this share of the short side. */
+    /** eval/render/frame.py FOCUS_WINDOW: tap-to-focus takes the median depth in a square this share of the short side. */
     const val FOCUS_WINDOW = 0.02
 
     fun floatBuffer(elements: Int): ByteBuffer =
