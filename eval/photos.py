@@ -20,10 +20,16 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps
 
 from common.io import atomic_save_image
 from common.metrics import detail_kept
+from export.manifest import MANIFEST_NAME, read_manifest
+from export.runtime import load_runner
+from training.data import id_key
+from training.renderers import get_renderer
+from training.renderers.lens import LensParams, auto_focus
 
 __all__ = ["depth_for", "find_photos", "load_photo", "RendererRunner", "main"]
 
@@ -55,7 +61,7 @@ def find_photos(folder: Path) -> list[tuple[str, Path, Path]]:
         raise FileNotFoundError(f"{folder}: photos without a depth map, expected {', '.join(missing[:3])}")
     if not pairs:
         raise FileNotFoundError(f"{folder}: no photos (<id>.jpg with <id>.depth.png, or original/ + depth/)")
-    return sorted(pairs, key=lambda t: (0, int(t[0])) if t[0].isdigit() else (1, t[0]))
+    return sorted(pairs, key=lambda t: id_key(t[0]))
 
 
 def load_photo(photo: Path, depth: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
@@ -75,8 +81,6 @@ def load_photo(photo: Path, depth: Path, size: tuple[int, int]) -> tuple[np.ndar
 
 
 def _lens(choice: str, disparity: np.ndarray, manifest: dict | None) -> np.ndarray:
-    from training.renderers.lens import LensParams, auto_focus
-
     if choice == "auto":
         return auto_focus(disparity).network_input().ravel()
     if choice.startswith("auto,"):  # the auto-focus rule with another sharp band (0: BokehMe eq. 1)
@@ -102,15 +106,9 @@ class RendererRunner:
     input_size = None
 
     def __init__(self, name: str) -> None:
-        from training.renderers import get_renderer
-
         self.name, self.renderer = name, get_renderer(name)
 
     def __call__(self, image: np.ndarray, depth: np.ndarray, lens: np.ndarray) -> np.ndarray:
-        import torch
-
-        from training.renderers.lens import LensParams
-
         d_f, K, dof = (float(v) for v in lens)
         with torch.inference_mode():
             out = self.renderer.render(
@@ -120,9 +118,6 @@ class RendererRunner:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from export.manifest import MANIFEST_NAME, read_manifest
-    from export.runtime import load_runner
-
     p = argparse.ArgumentParser(prog="python -m eval.photos", description=__doc__.split("\n\n")[0])
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--model", type=Path, help=".tflite, .onnx or checkpoint")
