@@ -11,6 +11,7 @@ import time
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
 from training.benchmark.cli import main
@@ -157,22 +158,57 @@ def test_benchmark_on_a_data_folder_repeats_epochs(tiny_dataset, capsys):
     assert len(rows) == 1 and dict(zip(header, rows[0]))["batches"] == "3"
 
 
-def test_channels_last_and_fused_adam_reach_the_trained_module(capsys):
-    # run_stage raises if what the trained module ran with differs from what was asked.
+def _channels_last(t: torch.Tensor) -> bool:
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+class _Inside(Callback):
+    """What the generator really ran with, seen from inside every batch the trainer ran."""
+
+    def __init__(self) -> None:
+        self.images: list[bool] = []  # the image batch in channels_last, per generator call
+        self.intros: list[tuple[bool, torch.dtype | None, torch.dtype]] = []  # weight layout, autocast, output
+        self.fused: list[list[bool]] = []  # per batch, per optimiser
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        pl_module.generator.register_forward_hook(lambda m, args, out: self.images.append(_channels_last(args[0])))
+        pl_module.generator.intro.register_forward_hook(self._intro_ran)
+
+    def _intro_ran(self, conv, args, output) -> None:
+        autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        self.intros.append((_channels_last(conv.weight), autocast, output.dtype))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.fused.append([bool(opt.defaults.get("fused")) for opt in trainer.optimizers])
+
+
+def test_the_timed_batches_run_with_the_precision_and_levers_asked_for():
+    """The row says bf16-mixed, channels_last and fused Adam; the batches it timed must have run so
+    (run_stage copies the flags into its row, so the row alone proves nothing)."""
     for stage in (1, 2):
+        inside = _Inside()
         r = run_stage(
             stage,
             crop=64,
             batch_size=2,
             width=4,
             arch="tiny",
-            steps=1,
+            steps=2,
             warmup=1,
+            precision="bf16-mixed",
             channels_last=True,
             fused_adam=True,
             vgg="off",
+            callbacks=[inside],
         )
-        assert r.channels_last and r.fused_adam and r.images_per_s > 0
+        assert (r.precision, r.channels_last, r.fused_adam) == ("bf16-mixed", True, True)
+        # every call: the image batch and the first layer's weights in channels_last, the first
+        # convolution under bf16 autocast and computed in bf16
+        assert inside.images and set(inside.images) == {True}
+        assert set(inside.intros) == {(True, torch.bfloat16, torch.bfloat16)}
+        assert inside.fused == [[True] * (1 if stage == 1 else 2)] * 3  # warm-up + 2 batches, every optimiser
+        # the row's numbers are those of the 2 timed batches, not of the warm-up one
+        assert r.measured_batches == 2 and len(r.step_ms) == 2 and r.images_per_s > 0
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
+from lightning.pytorch.callbacks import Callback
 
 from training.benchmark.inputs import InMemoryDataModule, make_datamodule
 from training.benchmark.schedule import (
@@ -167,11 +168,14 @@ def run_stage(
     lens: bool = False,
     cache: bool = False,
     max_train_samples: int | None = None,
+    callbacks: Sequence[Callback] = (),
 ) -> StageResult:
     """Run ``warmup + steps`` real training batches of one stage and time them.
 
     ``cpu_threads``: torch threads for a CPU run. One by default: on a shared CPU, OpenMP threads
     that spin-wait for busy cores made a smoke step ~60x slower with 2 threads than with 1.
+    ``callbacks``: more Lightning callbacks for the same trainer, after the timer (a test looks
+    inside the timed batches with one).
     """
     if stage not in (1, 2):
         raise ValueError(f"stage must be 1 or 2, got {stage}")
@@ -233,7 +237,7 @@ def run_stage(
             enable_progress_bar=False,
             enable_model_summary=False,
             benchmark=cudnn_benchmark if accelerator == "cuda" else None,
-            callbacks=[timer],
+            callbacks=[timer, *callbacks],
             default_root_dir=str(tmp),
         )
         trainer.fit(model, datamodule=dm)
