@@ -26,6 +26,7 @@ from common.io import atomic_save_image
 from common.metrics import detail_kept_in
 from export.runtime import load_runner
 from export.samples import load_sample
+from training.data import split_folder_layout
 from training.renderers.lens import LensParams, blur_radius
 
 __all__ = ["FOCUS_QUANTILES", "STRENGTH_FACTORS", "ControlCell", "render_controls", "controls_picture", "main"]
@@ -54,7 +55,6 @@ def render_controls(runner, image: np.ndarray, depth: np.ndarray, lens) -> list[
     ``image`` (1, 3, H, W), ``depth`` (1, 1, H, W) NCHW float32; ``lens`` a ``LensParams`` whose K
     and dof are the scene's. Rows of the result: strengths; within a row: focus settings.
     """
-
     if not getattr(runner, "lens_input", False):
         raise ValueError(f"{runner.name}: not a lens-conditioned model (it has no lens input to control)")
     photo = image[0].transpose(1, 2, 0)
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     elif runner.input_size is not None:
         size = runner.input_size
     else:
-        with Image.open(next((args.data / "original").glob(f"{args.id}.*"))) as im:
+        with Image.open(split_folder_layout(args.data).files(args.id)[0]) as im:
             size = (im.height - im.height % 16, im.width - im.width % 16)
     sample = load_sample(args.data, args.id, size)
     d_f, K, dof = sample.lens.ravel().tolist()

@@ -69,7 +69,9 @@ from common.metrics import EDGE_THRESHOLD, SSIM_K1, SSIM_K2, depth_edge_band, ed
 from eval.lpips import LPIPS, load_lpips
 from export.runtime import load_runner
 from training.checkpoint import load_generator
+from training.data import BadSampleError, SplitData, resolve_split
 from training.renderers import get_renderer
+from training.renderers.lens import LensParams, auto_focus
 
 __all__ = [
     "evaluate",
@@ -83,7 +85,6 @@ __all__ = [
     "main",
 ]
 
-SPLITS = ("val", "val200", "val294")
 CSV_FIELDS = ("model", "id", "psnr", "ssim", "lpips", "edge_psnr", "time_s")
 CELL_WIDTH = 256  # grid cell width in pixels; heights follow the image aspect ratio
 
@@ -239,84 +240,12 @@ def make_model_callables(
 # ----------------------------------------------------------------------------- data
 
 
-@dataclass
-class SplitData:
-    """The images of one split: a ``training.data`` layout and the ids to evaluate."""
-
-    name: str
-    layout: Any  # training.data.FolderLayout
-    ids: list[str]
-    lens_dir: Path | None = None
-
-    def dataset(self) -> Any:
-        from training.data import BokehPairs
-
-        # crop_size=None: full image, centre-cropped to multiples of 16 (the generator's need).
-        return BokehPairs(self.layout, self.ids, crop_size=None, flip=False, on_bad_file="raise")
-
-
-def resolve_split(data_dir: str | os.PathLike, split: str) -> SplitData:
-    """Find the images of ``split`` under ``data_dir``.
-
-    * ``data_dir/<split>/`` is a split folder (``original/``, ``bokeh/``, ``depth/``): all its ids.
-      This is the synthetic ``val`` split, or a user-made ``val294/`` folder.
-    * ``val``: ``data_dir`` itself may also be one split folder.
-    * ``val200`` / ``val294`` on an EBB! root (AIM 2020 ``Training/`` or PyNET ``train/``): the ids
-      of ``training/splits/val200.txt`` or 4400–4693; every one must be present.
-    """
-    from training.data import detect_layout, is_split_folder, split_ids
-
-    root = Path(data_dir)
-    if not root.exists():
-        raise FileNotFoundError(f"data directory {root} does not exist")
-    sub = root / split
-    if is_split_folder(sub):
-        layout = detect_layout(sub)
-        ids = layout.ids()
-    elif split == "val" and is_split_folder(root) and not (root / "original_depth").is_dir():
-        layout = detect_layout(root)
-        ids = layout.ids()
-    elif split in ("val200", "val294"):
-        try:
-            layout = detect_layout(root)
-        except FileNotFoundError as e:
-            raise FileNotFoundError(f"--split {split}: no {sub} split folder, and {e}") from e
-        if layout.kind == "split":
-            raise FileNotFoundError(
-                f"{root}: no {split}/ split folder and not an EBB! root (Training/ or train/ with "
-                f"original_depth/), so the {split} ids cannot be picked"
-            )
-        present = set(layout.ids())
-        wanted = split_ids(split)
-        missing = [i for i in wanted if i not in present]
-        if missing:
-            raise FileNotFoundError(
-                f"{layout.original}: {len(missing)} of the {len(wanted)} {split} ids are missing "
-                f"(e.g. {', '.join(missing[:5])}); is this the full EBB! training set?"
-            )
-        ids = list(wanted)
-    else:
-        raise FileNotFoundError(
-            f"{sub} is not a split folder (needs original/ and bokeh/ and depth/); --split is one of "
-            f"{', '.join(SPLITS)} or the name of a split folder under {root}"
-        )
-    if not ids:
-        raise ValueError(f"{layout.original}: no images (.png/.jpg) to evaluate")
-    if not layout.depth.is_dir():
-        raise FileNotFoundError(
-            f"{layout.depth}: depth maps missing; write them with `python -m training.depth --data {root}`"
-        )
-    lens_dir = layout.original.parent / "lens"
-    return SplitData(split, layout, ids, lens_dir if lens_dir.is_dir() else None)
-
-
 def _load_lens(split: SplitData, sample_id: str, depth: torch.Tensor) -> Any:
     """The image's lens parameters from ``<split>/lens/<id>.json`` (synthetic data), else the
     project's auto-focus on its depth map (``training.renderers.lens.auto_focus``)."""
-    from training.renderers.lens import LensParams, auto_focus
 
-    path = split.lens_dir / f"{sample_id}.json" if split.lens_dir is not None else None
-    if path is None or not path.is_file():
+    path = split.layout.lens_file(sample_id)
+    if not path.is_file():
         return auto_focus(depth)
     return LensParams.load(path)  # raises FileNotFoundError / ValueError naming the file
 
@@ -772,8 +701,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from training.data import BadSampleError
-
     args = build_parser().parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -27,6 +27,7 @@ from common.io import atomic_save_image
 from common.metrics import detail_kept
 from export.manifest import MANIFEST_NAME, read_manifest
 from export.runtime import load_runner
+from training.data import id_key
 from training.renderers import get_renderer
 from training.renderers.lens import LensParams, auto_focus
 
@@ -60,7 +61,7 @@ def find_photos(folder: Path) -> list[tuple[str, Path, Path]]:
         raise FileNotFoundError(f"{folder}: photos without a depth map, expected {', '.join(missing[:3])}")
     if not pairs:
         raise FileNotFoundError(f"{folder}: no photos (<id>.jpg with <id>.depth.png, or original/ + depth/)")
-    return sorted(pairs, key=lambda t: (0, int(t[0])) if t[0].isdigit() else (1, t[0]))
+    return sorted(pairs, key=lambda t: id_key(t[0]))
 
 
 def load_photo(photo: Path, depth: Path, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

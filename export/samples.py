@@ -7,8 +7,9 @@ the same kind of samples so that "within 60 dB of PyTorch" means "on inputs like
 
 A split folder holds ``original/<id>.png|jpg`` (all-in-focus RGB) and ``depth/<id>.png``, a 16-bit
 grayscale PNG of normalised disparity * 65535 (1 = near); PyNET's 8-bit half-resolution
-``original_depth/`` works too. ``bokeh/`` is not needed. Files are decoded by the training data
-module's readers (``training.data.read_image`` / ``read_depth``, which name a bad file); each
+``original_depth/`` works too. ``bokeh/`` is not needed. Files are found by the training data's
+layout rules (``training.data.layouts``) and decoded by its readers (``training.data.read_image``
+/ ``read_depth``, which name a bad file); each
 sample is then resized to cover the export size and centre-cropped, to match the model's static
 input shape.
 """
@@ -22,12 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.data import IMAGE_EXTS, id_key, read_depth, read_image
+from training.data import FolderLayout, index_folder, read_depth, read_image, split_folder_layout
 from training.renderers.lens import LensParams, auto_focus
 
 __all__ = ["Sample", "list_sample_ids", "load_sample", "load_samples", "pick_ids"]
-
-DEPTH_DIRS = ("depth", "original_depth")  # ours (16-bit), then PyNET's (8-bit, half size)
 
 
 @dataclass
@@ -44,34 +43,29 @@ class Sample:
         return self.image, self.depth, self.lens
 
 
-def _depth_dir(split_dir: Path) -> Path:
-    for name in DEPTH_DIRS:
-        if (split_dir / name).is_dir():
-            return split_dir / name
-    raise FileNotFoundError(f"{split_dir}: no depth/ folder (expected depth/<id>.png next to original/)")
-
-
-def _image_path(split_dir: Path, sample_id: str) -> Path:
-    for ext in IMAGE_EXTS:
-        if (p := split_dir / "original" / f"{sample_id}{ext}").is_file():
-            return p
-    raise FileNotFoundError(f"{split_dir / 'original'}: no image with id {sample_id}")
+def _layout(split_dir: Path) -> FolderLayout:
+    """The split's photo and depth folders, by the training data's layout rules (``depth/``, else
+    PyNET's ``original_depth/``); ``bokeh/`` need not exist."""
+    layout = split_folder_layout(split_dir)
+    if not layout.depth.is_dir():
+        raise FileNotFoundError(f"{split_dir}: no depth/ folder (expected depth/<id>.png next to original/)")
+    return layout
 
 
 def list_sample_ids(split_dir: str | Path) -> list[str]:
     """Ids that have both an image in ``original/`` and a depth map, in numeric order."""
     split_dir = Path(split_dir)
-    original = split_dir / "original"
-    if not original.is_dir():
+    if not (split_dir / "original").is_dir():
         raise FileNotFoundError(f"{split_dir}: not a dataset split folder (no original/ inside)")
-    depth_dir = _depth_dir(split_dir)
-    ids = {p.stem for p in original.iterdir() if p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")}
+    layout = _layout(split_dir)
+    ids = layout.ids()
     if not ids:
-        raise FileNotFoundError(f"{original}: no .png/.jpg images")
-    missing = sorted((i for i in ids if not (depth_dir / f"{i}.png").is_file()), key=id_key)
+        raise FileNotFoundError(f"{layout.original}: no .png/.jpg images")
+    depth_ids = index_folder(layout.depth)
+    missing = [i for i in ids if i not in depth_ids]
     if missing:
-        raise FileNotFoundError(f"{depth_dir}: no depth map for image id(s) {missing[:5]}")
-    return sorted(ids, key=id_key)
+        raise FileNotFoundError(f"{layout.depth}: no depth map for image id(s) {missing[:5]}")
+    return ids
 
 
 def _cover_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -93,13 +87,16 @@ def _cover_crop(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def load_sample(split_dir: str | Path, sample_id: str, size: tuple[int, int]) -> Sample:
     """Read one image/depth pair at ``size`` = (H, W)."""
-    split_dir = Path(split_dir)
-    image = read_image(_image_path(split_dir, sample_id))  # (3, h, w)
-    depth = read_depth(_depth_dir(split_dir) / f"{sample_id}.png", size=tuple(image.shape[-2:]))  # (1, h, w)
+    layout = _layout(Path(split_dir))
+    image_path, _, depth_path = layout.files(sample_id)  # two files for one id: a BadSampleError naming them
+    if not image_path.is_file():
+        raise FileNotFoundError(f"{layout.original}: no image with id {sample_id}")
+    image = read_image(image_path)  # (3, h, w)
+    depth = read_depth(depth_path, size=tuple(image.shape[-2:]))  # (1, h, w)
     h, w = image.shape[-2:]
     image = _cover_crop(image, size).clamp(0.0, 1.0)
     depth = _cover_crop(depth, size).clamp(0.0, 1.0)
-    lens_path = split_dir / "lens" / f"{sample_id}.json"
+    lens_path = layout.lens_file(sample_id)
     if lens_path.is_file():
         p = LensParams.load(lens_path)
         # K is pixels of radius at the file's resolution; _cover_crop scaled the image by this

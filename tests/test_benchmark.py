@@ -11,9 +11,14 @@ import time
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.callbacks import Callback
 from PIL import Image
 
-from training import benchmark as B
+from training.benchmark.cli import main
+from training.benchmark.fake_ebb import make_fake_ebb
+from training.benchmark.schedule import schedule_seconds, workers_needed
+from training.benchmark.stages import run_stage
+from training.benchmark.timer import StepTimer
 
 TINY = ["--crop", "64", "--batch-size", "2", "--width", "4", "--arch", "tiny", "--steps", "3", "--warmup", "1"]
 
@@ -32,18 +37,18 @@ def _table_rows(text: str) -> tuple[list[str], list[list[str]]]:
 
 def test_schedule_estimate_matches_hand_computation():
     # 60 · 4425 / 150 = 1770 s and 60 · 4425 / 50 = 5310 s: 7080 s in all (1 h 58 min).
-    assert B.schedule_seconds(150, 50) == pytest.approx(7080.0)
+    assert schedule_seconds(150, 50) == pytest.approx(7080.0)
     # 1 · 1000 / 100 + 2 · 1000 / 100 = 30 s
-    assert B.schedule_seconds(100, 100, images=1000, epochs=(1, 2)) == pytest.approx(30.0)
+    assert schedule_seconds(100, 100, images=1000, epochs=(1, 2)) == pytest.approx(30.0)
     with pytest.raises(ValueError):
-        B.schedule_seconds(0, 50)
+        schedule_seconds(0, 50)
 
 
 def test_workers_needed_rounds_up_with_headroom():
     # 150 img/s from 20 img/s workers: 7.5 workers; with 25 % headroom 9.375, so 10.
-    assert B.workers_needed(150, 20) == 10
-    assert B.workers_needed(150, 20, headroom=1.0) == 8
-    assert B.workers_needed(50, 100) == 1
+    assert workers_needed(150, 20) == 10
+    assert workers_needed(150, 20, headroom=1.0) == 8
+    assert workers_needed(50, 100) == 1
 
 
 # ----------------------------------------------------------------------------- the timer
@@ -76,7 +81,7 @@ class _Trivial(L.LightningModule):
 
 
 def test_timer_sees_a_slow_loader_as_wait_and_stops_after_the_measured_batches():
-    timer = B.StepTimer(warmup=1, steps=3)
+    timer = StepTimer(warmup=1, steps=3)
     trainer = L.Trainer(
         accelerator="cpu",
         max_epochs=1,
@@ -94,7 +99,7 @@ def test_timer_sees_a_slow_loader_as_wait_and_stops_after_the_measured_batches()
     assert timer.loader_wait_fraction() > 0.5
     assert timer.images_per_s() == pytest.approx(3 / sum(timer.periods))
     with pytest.raises(ValueError):
-        B.StepTimer(warmup=0, steps=3)
+        StepTimer(warmup=0, steps=3)
 
 
 # ----------------------------------------------------------------------------- the benchmark
@@ -102,7 +107,7 @@ def test_timer_sees_a_slow_loader_as_wait_and_stops_after_the_measured_batches()
 
 def test_cpu_tiny_benchmark_prints_both_stages_and_the_schedule(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    payload = B.main(["--stage", "both", *TINY, "--json", str(out)])
+    payload = main(["--stage", "both", *TINY, "--json", str(out)])
     text = capsys.readouterr().out
     header, rows = _table_rows(text)
     for col in (
@@ -148,33 +153,68 @@ def test_cpu_tiny_benchmark_prints_both_stages_and_the_schedule(tmp_path, capsys
 
 def test_benchmark_on_a_data_folder_repeats_epochs(tiny_dataset, capsys):
     # 6 training pairs at batch 2 = 3 batches an epoch; 4 batches need a second epoch.
-    B.main(["--stage", "1", *TINY, "--data", str(tiny_dataset), "--num-workers", "0"])
+    main(["--stage", "1", *TINY, "--data", str(tiny_dataset), "--num-workers", "0"])
     header, rows = _table_rows(capsys.readouterr().out)
     assert len(rows) == 1 and dict(zip(header, rows[0]))["batches"] == "3"
 
 
-def test_channels_last_and_fused_adam_reach_the_trained_module(capsys):
-    # run_stage raises if what the trained module ran with differs from what was asked.
+def _channels_last(t: torch.Tensor) -> bool:
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
+class _Inside(Callback):
+    """What the generator really ran with, seen from inside every batch the trainer ran."""
+
+    def __init__(self) -> None:
+        self.images: list[bool] = []  # the image batch in channels_last, per generator call
+        self.intros: list[tuple[bool, torch.dtype | None, torch.dtype]] = []  # weight layout, autocast, output
+        self.fused: list[list[bool]] = []  # per batch, per optimiser
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        pl_module.generator.register_forward_hook(lambda m, args, out: self.images.append(_channels_last(args[0])))
+        pl_module.generator.intro.register_forward_hook(self._intro_ran)
+
+    def _intro_ran(self, conv, args, output) -> None:
+        autocast = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+        self.intros.append((_channels_last(conv.weight), autocast, output.dtype))
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.fused.append([bool(opt.defaults.get("fused")) for opt in trainer.optimizers])
+
+
+def test_the_timed_batches_run_with_the_precision_and_levers_asked_for():
+    """The row says bf16-mixed, channels_last and fused Adam; the batches it timed must have run so
+    (run_stage copies the flags into its row, so the row alone proves nothing)."""
     for stage in (1, 2):
-        r = B.run_stage(
+        inside = _Inside()
+        r = run_stage(
             stage,
             crop=64,
             batch_size=2,
             width=4,
             arch="tiny",
-            steps=1,
+            steps=2,
             warmup=1,
+            precision="bf16-mixed",
             channels_last=True,
             fused_adam=True,
             vgg="off",
+            callbacks=[inside],
         )
-        assert r.channels_last and r.fused_adam and r.images_per_s > 0
+        assert (r.precision, r.channels_last, r.fused_adam) == ("bf16-mixed", True, True)
+        # every call: the image batch and the first layer's weights in channels_last, the first
+        # convolution under bf16 autocast and computed in bf16
+        assert inside.images and set(inside.images) == {True}
+        assert set(inside.intros) == {(True, torch.bfloat16, torch.bfloat16)}
+        assert inside.fused == [[True] * (1 if stage == 1 else 2)] * 3  # warm-up + 2 batches, every optimiser
+        # the row's numbers are those of the 2 timed batches, not of the warm-up one
+        assert r.measured_batches == 2 and len(r.step_ms) == 2 and r.images_per_s > 0
 
 
 @pytest.mark.slow
 def test_compile_runs_both_stages():  # minutes on CPU: inductor compiles C++ for every graph
     for stage in (1, 2):
-        r = B.run_stage(stage, crop=64, batch_size=2, width=4, arch="tiny", steps=1, warmup=2, compile=True, vgg="off")
+        r = run_stage(stage, crop=64, batch_size=2, width=4, arch="tiny", steps=1, warmup=2, compile=True, vgg="off")
         assert r.compile and r.images_per_s > 0
 
 
@@ -182,7 +222,7 @@ def test_compile_runs_both_stages():  # minutes on CPU: inductor compiles C++ fo
 
 
 def test_fake_ebb_is_ebb_sized_quality_95_jpeg_and_the_loader_check_reads_it(tmp_path, capsys):
-    root = B.make_fake_ebb(2, tmp_path / "ebb")
+    root = make_fake_ebb(2, tmp_path / "ebb")
     photo = root / "Training" / "original" / "0.jpg"
     with Image.open(photo) as im:
         assert (im.format, im.size, im.mode) == ("JPEG", (1536, 1024), "RGB")
@@ -194,7 +234,7 @@ def test_fake_ebb_is_ebb_sized_quality_95_jpeg_and_the_loader_check_reads_it(tmp
         assert d.mode.startswith("I") and d.size == (1536, 1024)  # 16-bit, as training.depth writes
     assert (root / "Training" / "bokeh" / "1.jpg").is_file()
 
-    B.main(
+    main(
         [
             "--loader-only",
             "--data",

@@ -415,21 +415,21 @@ def test_check_is_a_gate(tmp_path, capsys):
     """Probe row 6: `python -m training.data --check` exited 0 whatever it found, loaded 16-px crops
     (so an image smaller than the training crop passed) and did nothing without arguments."""
     from tests.conftest import write_pairs
-    from training.data import _main
+    from training.data.cli import main
 
     root = tmp_path / "synthetic"
     write_pairs(root / "train", 3, height=64, width=96)
     write_pairs(root / "val", 2, height=64, width=96)
-    assert _main(["--check", str(root), "--crop-size", "64"]) == 0
+    assert main(["--check", str(root), "--crop-size", "64"]) == 0
     assert "0 bad samples" in capsys.readouterr().out
     # the default is the paper's 1024 crop: 64x96 images are too small for it
-    assert _main(["--check", str(root)]) == 1
+    assert main(["--check", str(root)]) == 1
     out = capsys.readouterr()
     assert "3 bad samples" in out.out and "smaller than the 1024x1024" in out.err + out.out  # the 3 training pairs
     (root / "train" / "depth" / "1.png").write_bytes(b"not a png")
-    assert _main(["--check", str(root), "--crop-size", "64"]) == 1
-    assert _main([]) == 2 and "--check" in capsys.readouterr().err
-    assert _main(["--check", str(tmp_path / "nothing")]) == 2
+    assert main(["--check", str(root), "--crop-size", "64"]) == 1
+    assert main([]) == 2 and "--check" in capsys.readouterr().err
+    assert main(["--check", str(tmp_path / "nothing")]) == 2
 
 
 def test_a_decompression_bomb_is_a_bad_sample_before_decoding(tmp_path):

@@ -212,7 +212,7 @@ def test_renderer_gets_lens_parameters(data, tmp_path, monkeypatch):
     monkeypatch.setattr(evaluate_module, "get_renderer", lambda name: FakeRenderer())
     # A scene's lens file when it has one, else the project's one auto-focus on its depth map.
     monkeypatch.setattr(lens_module.LensParams, "load", staticmethod(lambda path: ("file", path.name)))
-    monkeypatch.setattr(lens_module, "auto_focus", lambda disparity: ("photo", tuple(disparity.shape)))
+    monkeypatch.setattr(evaluate_module, "auto_focus", lambda disparity: ("photo", tuple(disparity.shape)))
     (data / "val" / "lens").mkdir()
     (data / "val" / "lens" / "1.json").write_text("{}")
     models = make_model_callables(renderers=["scatter"])

@@ -5,6 +5,7 @@
 One row per scene. The three classical renderers (BokehMe scatter, D2F layered, DBSI blend) render
 each scene from its all-in-focus image, depth map and lens JSON, so the sheet shows what the data
 looks like and where the baselines differ from the ground truth (depth edges, bokeh balls).
+Files are found and read as training reads them (``training.data``).
 """
 
 from __future__ import annotations
@@ -19,39 +20,17 @@ import torch
 from PIL import Image, ImageDraw
 
 from common.io import atomic_write_bytes
+from training.data import BadSampleError, read_pair, read_pair_depth, split_folder_layout
 from training.renderers import RENDERERS, get_renderer
 from training.renderers.lens import LensParams
 
 COLUMNS = ("input", "depth", "ground truth", *RENDERERS)
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as im:
-            return np.array(im.convert("RGB"))
-    except OSError as exc:
-        raise SystemExit(f"cannot read image {path}: {exc}") from None
-
-
-def read_depth(path: Path) -> np.ndarray:
-    """Normalised disparity in [0, 1] from a 16-bit (or 8-bit) grayscale PNG."""
-    try:
-        with Image.open(path) as im:
-            a = np.array(im)
-    except OSError as exc:
-        raise SystemExit(f"cannot read depth map {path}: {exc}") from None
-    if a.ndim != 2:
-        raise SystemExit(f"{path}: depth must be a single-channel PNG, got shape {a.shape}")
-    scale = 65535.0 if a.dtype == np.uint16 or a.max() > 255 else 255.0
-    return a.astype(np.float32) / scale
-
-
 def scene_ids(data: Path) -> list[str]:
-    folder = data / "original"
-    if not folder.is_dir():
+    if not (data / "original").is_dir():
         raise SystemExit(f"{data}: no original/ folder; point --data at a split folder such as DIR/val")
-    ids = [p.stem for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg") and p.stem.isdigit()]
-    return sorted(ids, key=int)
+    return split_folder_layout(data).ids()
 
 
 def thumb(a: np.ndarray, width: int) -> Image.Image:
@@ -62,14 +41,16 @@ def thumb(a: np.ndarray, width: int) -> Image.Image:
 
 def build_sheet(data: Path, ids: list[str], width: int) -> Image.Image:
     renderers = {name: get_renderer(name) for name in RENDERERS}
+    layout = split_folder_layout(data)
     rows = []
     for i in ids:
-        rgb = read_rgb(data / "original" / f"{i}.png")
-        depth = read_depth(data / "depth" / f"{i}.png")
-        gt = read_rgb(data / "bokeh" / f"{i}.png")
-        lens = LensParams.load(data / "lens" / f"{i}.json")
+        photo_path, gt_path, depth_path = layout.files(i)
+        photo, truth = read_pair(photo_path, gt_path)  # the training data's readers and checks
+        rgb, gt = np.array(photo), np.array(truth)  # (H, W, 3) uint8, writable for torch
+        disp = read_pair_depth(depth_path, rgb.shape[:2])[None]  # (1, 1, H, W)
+        depth = disp[0, 0].numpy()
+        lens = LensParams.load(layout.lens_file(i))
         image = torch.from_numpy(rgb).permute(2, 0, 1).float().div(255.0)[None]
-        disp = torch.from_numpy(depth)[None, None]
         cells = [rgb, np.repeat((depth * 255 + 0.5).astype(np.uint8)[..., None], 3, axis=2), gt]
         for r in renderers.values():
             out = r.render(image, disp, lens)[0]
@@ -98,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
     ids = args.ids.split(",") if args.ids else scene_ids(args.data)[: args.scenes]
     if not ids:
         raise SystemExit(f"{args.data}: no scenes found")
-    sheet = build_sheet(args.data, ids, args.width)
+    try:
+        sheet = build_sheet(args.data, ids, args.width)
+    except BadSampleError as exc:  # names the file and what is wrong with it
+        raise SystemExit(f"cannot read {exc}") from None
     buf = io.BytesIO()
     sheet.save(buf, format="PNG", optimize=True)
     atomic_write_bytes(args.out, buf.getvalue())

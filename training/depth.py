@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from training.data import IMAGE_EXTS, BadSampleError, load_rgb, write_depth_png
+from training.data import BadSampleError, image_files, load_rgb, write_depth_png
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +151,10 @@ def original_folders(root: Path) -> list[Path]:
 def pending(root: Path) -> Iterator[tuple[Path, Path]]:
     """(image, depth png) pairs still to do; a finished png is never recomputed."""
     for split in original_folders(root):
-        for img in sorted((split / "original").iterdir()):
-            if img.suffix.lower() in IMAGE_EXTS and not img.name.startswith("."):
-                out = split / "depth" / f"{img.stem}.png"
-                if not out.exists():
-                    yield img, out
+        for img in image_files(split / "original"):
+            out = split / "depth" / f"{img.stem}.png"
+            if not out.exists():
+                yield img, out
 
 
 def normalise_disparity(pred: torch.Tensor) -> torch.Tensor:
@@ -190,12 +189,7 @@ def run(
     if not original_folders(root):
         raise FileNotFoundError(f"no original/ folder in {root} or its subfolders (e.g. {root}/Training/original)")
     todo = list(pending(root))
-    total = sum(
-        1
-        for split in original_folders(root)
-        for f in (split / "original").iterdir()
-        if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith(".")
-    )
+    total = sum(len(image_files(split / "original")) for split in original_folders(root))
     stats = {"written": 0, "bad": 0, "already_done": total - len(todo)}
     if not todo:
         return stats

@@ -7,8 +7,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from tqdm import tqdm
+
 from common.paths import REPO
+from common.sizes import parse_size
 from eval.photos import depth_for
+from training.depth import DepthModelMissing, load_dpt
 from training.renderers import RENDERERS
 
 from .files import list_photos, output_paths, write_outputs
@@ -94,10 +98,6 @@ def _parse_focus(text: str) -> tuple[float, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from tqdm import tqdm
-
-    from common.sizes import parse_size
-    from training.depth import DepthModelMissing, load_dpt
 
     args = build_parser().parse_args(argv)
     try:

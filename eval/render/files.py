@@ -10,6 +10,7 @@ from PIL import Image
 
 from common.io import atomic_save_image
 from eval.photos import PHOTO_EXTS
+from training.data import write_depth_png
 
 from .inputs import RenderError
 from .photo import Rendered
@@ -82,7 +83,6 @@ def side_by_side(r: Rendered) -> Image.Image:
 def write_outputs(r: Rendered, paths: dict[str, Path]) -> None:
     """Each file atomically (temp file in the folder, then os.replace); the bokeh last but one and
     the side-by-side last, so a photo counts as done only when all three are whole."""
-    from training.data import write_depth_png
 
     write_depth_png(paths["depth"], r.depth)
     atomic_save_image(paths["bokeh"], r.bokeh)

@@ -14,6 +14,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
+from eval.matte import MatteError, PersonMatte
+from training.data import BadSampleError, read_depth
+from training.depth import load_dpt, normalise_disparity, predict_disparity
+
 # The largest photo accepted. Phone sensors top out around 50 Mpx in their full-resolution mode;
 # a render holds about six float copies of the photo (~3.6 GB at 50 Mpx), and a few hundred KB
 # of PNG can claim 10000² pixels (a decompression bomb), so the size is checked before decoding.
@@ -82,8 +86,6 @@ def load_depth(
 
     A file goes through ``training.data.read_depth`` (8- or 16-bit grayscale; another size with
     the same aspect ratio is upsampled bilinearly, another aspect ratio rejected)."""
-    from training.data import BadSampleError, read_depth
-    from training.depth import normalise_disparity
 
     H, W = size
     if isinstance(depth, (str, os.PathLike)):
@@ -122,7 +124,6 @@ def load_depth(
 def dpt_depth(img: Image.Image, depth_model: Any) -> np.ndarray:
     """Disparity of ``img`` from DPT: ``depth_model`` is a local weights folder or
     ``training.depth.load_dpt``'s result (load it once for many photos)."""
-    from training.depth import load_dpt, predict_disparity
 
     net, pre = load_dpt(str(depth_model)) if isinstance(depth_model, (str, os.PathLike)) else depth_model
     return predict_disparity(net, pre, [img], "cpu")[0].numpy().astype(np.float32)
@@ -131,7 +132,6 @@ def dpt_depth(img: Image.Image, depth_model: Any) -> np.ndarray:
 def matte_depth(img: Image.Image, matte: Any = True) -> np.ndarray:
     """The person matte as disparity (person = 1 = near; ``eval.matte``). ``matte``: True (the
     prepared model in web_demo/matte/), a model path, or a loaded ``eval.matte.PersonMatte``."""
-    from eval.matte import MatteError, PersonMatte
 
     try:
         runner = matte if isinstance(matte, PersonMatte) else PersonMatte(None if matte is True else matte)

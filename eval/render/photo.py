@@ -13,6 +13,7 @@ from PIL import Image
 
 from common.paths import REPO
 from eval.photos import RendererRunner, depth_for
+from export.runtime import load_runner
 from training.renderers import RENDERERS
 from training.renderers.lens import LensParams
 
@@ -36,7 +37,6 @@ def load_model(model: str | os.PathLike | None = None, num_threads: int = 2) -> 
     """A runner (``runner(image, depth[, lens])``, NCHW float32) for a ``.tflite`` / ``.onnx`` /
     checkpoint / ``.safetensors`` file (``export.runtime.load_runner``) or a classical renderer
     by name (scatter, layered, blend); None = the shipped fp16 model."""
-    from export.runtime import load_runner
 
     if model is None:
         model = DEFAULT_MODEL
