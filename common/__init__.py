@@ -8,13 +8,11 @@
 * ``common.weights``: where pretrained weight files are looked for (one ``TORCH_HOME`` default).
 * ``common.metrics``: PSNR, SSIM (and the SSIM loss built on it), depth-edge band and edge PSNR.
 
-Imports belong at the top of a module, where they show its dependencies. The exceptions are the
-heavy or optional packages, imported inside the functions that need them so that importing a
-stage, or running its ``--help``, does not load them, and a machine without an optional one still
-runs the rest: TensorFlow, onnx2tf, onnx-tf, onnx, onnxruntime, onnxsim,
-ai_edge_litert, ai_edge_quantizer, litert_torch, transformers and huggingface_hub. About 100
-function-level imports of the project's own modules and of torch/numpy/PIL remain from before this
-rule (issue 15, item 5); move them up when touching a file, except where an import must follow
-set-up code (``export/__main__.py`` sets TF_CPP_MIN_LOG_LEVEL first; ``training/__main__.py``
-arranges to die with its parent first; ``eval.benchmark``'s TFLite worker must not import torch).
+Imports belong at the top of a module, where they show its dependencies; ruff's PLC0415 checks it
+(``make lint``). The heavy or optional packages are the exception, listed in pyproject.toml
+(``banned-module-level-imports``: TensorFlow, onnx2tf, onnx-tf, onnx, onnxruntime, onnxsim,
+ai_edge_litert, ai_edge_quantizer, litert_torch, transformers, huggingface_hub, psutil): they are
+imported inside the functions that need them, so that importing a stage, or running its ``--help``,
+does not load them, and a machine without an optional one still runs the rest. The few other
+function-level imports say why on their line (a worker that must not load torch, a circular pair).
 """

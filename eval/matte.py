@@ -58,7 +58,6 @@ from PIL import Image
 
 from common.io import atomic_save_image, atomic_write_bytes
 from common.paths import REPO
-from eval.render import RenderError, open_photo
 
 __all__ = ["PersonMatte", "MatteError", "prepare", "rewrite_custom_ops", "matte_path", "synthetic_portrait", "main"]
 
@@ -443,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--out", type=Path, required=True, help="output folder: <id>.matte.png per photo")
     p.add_argument("--model", type=Path, help=f"prepared model (default {matte_path().relative_to(REPO)})")
     args = p.parse_args(argv)
+    # Here, not at the top: eval.render's inputs import this module for the person matte.
+    from eval.render import RenderError, open_photo  # noqa: PLC0415
 
     try:
         matte = PersonMatte(args.model)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -169,8 +170,6 @@ def main(argv: list[str] | None = None) -> int:
         for name, parts in _op_probe():
             print(f"| {name} | {parts} |")
     finally:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
 

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from export.gates import GateError
+
 __all__ = ["ToolError", "tool_log"]
 
 
@@ -50,8 +52,6 @@ def tool_log(path: str | Path, step: str, tail_lines: int = 15) -> Iterator[None
         raise
     except Exception as e:
         # Gate failures carry their own clear message: let them through untouched.
-        from export.gates import GateError
-
         if isinstance(e, GateError):
             raise
         raise ToolError(

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from common.paths import REPO
 from common.sizes import parse_size
+from eval.matte import MatteError, PersonMatte
 from eval.photos import depth_for
 from training.depth import DepthModelMissing, load_dpt
 from training.renderers import RENDERERS
@@ -122,8 +123,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         depth_model = load_dpt(str(args.depth_model)) if args.depth_model else None
         matte = None
         if args.matte:
-            from eval.matte import MatteError, PersonMatte
-
             try:
                 matte = PersonMatte(num_threads=args.threads)
             except MatteError as e:
