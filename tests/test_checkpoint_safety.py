@@ -22,7 +22,14 @@ from training.checkpoint import (
 )
 from training.model import NAFNet
 
-TINY_ARCH = {"width": 4, "enc_blocks": (1, 1), "middle_blocks": 1, "dec_blocks": (1, 1), "lens_input": False}
+TINY_ARCH = {
+    "width": 4,
+    "enc_blocks": (1, 1),
+    "middle_blocks": 1,
+    "dec_blocks": (1, 1),
+    "lens_input": False,
+    "blur_prior": False,
+}
 
 
 def _assert_refused(text: str, path: Path, marker: Path) -> None:
@@ -223,8 +230,9 @@ def test_shipped_safetensors_is_the_shipped_generator():
         "middle_blocks": 2,
         "dec_blocks": (2, 2, 2, 2),
         "lens_input": True,
+        "blur_prior": True,
     }
-    assert st.config["model"]["lens_input"] is True
+    assert st.config["model"]["lens_input"] is True and st.config["model"]["blur_prior"] is True
     if (SHIPPED / "generator.pt").is_file():
         pt = load_generator(SHIPPED / "generator.pt")
         assert _same_weights(st.generator, pt.generator) and st.config == pt.config
