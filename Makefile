@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv venv-litert-torch lint format test test-all test-web demo clean
+.PHONY: venv venv-litert-torch lint format test test-slow test-all test-web demo clean
 
 # (Re)create the virtual environment whenever requirements.txt or requirements-dev.txt changes.
 # LPIPS's linear calibration weights are data files inside the lpips wheel. The package itself
@@ -41,14 +41,19 @@ format: venv
 	$(PY) -m ruff format .
 
 # -rs: every skipped test says why (a missing browser, Vulkan device or optional environment).
+# The default suite stays under 3 minutes on 2 cores; test-slow runs the full exports, the browser,
+# the GPU runs on the software Vulkan device and the training subprocesses. .ci/run runs both.
 test: venv
 	$(PY) -m pytest -q -rs -m "not slow and not gpu"
 
+test-slow: venv
+	$(PY) -m pytest -q -rs -m "slow and not gpu"
+
 # The browser end-to-end test needs Debian's chromium and web_demo/node_modules; without them it
-# skips and names this script. `.ci/run` runs it before `make test`.
+# skips and names this script. `.ci/run` installs them before the tests.
 test-web: venv
 	bash web_demo/setup.sh
-	$(PY) -m pytest -q -m "not slow and not gpu" tests/test_web.py
+	$(PY) -m pytest -q -m "not gpu" tests/test_web.py
 
 test-all: venv
 	$(PY) -m pytest -q -m "not gpu"

@@ -35,6 +35,18 @@ def tiny_fit_args(config, root, out, *extra: str, max_steps: int = 4) -> list[st
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 
+# Module fixtures that build something expensive once (a full export; Chromium and the models it
+# serves): every test that uses one is marked slow. `make test` (not slow, not gpu) then stays under
+# 3 minutes on 2 cores (issue 15); `make test-slow` runs the rest, and `.ci/run` runs both.
+SLOW_FIXTURES = {"exported", "models_dir", "server"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

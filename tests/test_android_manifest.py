@@ -175,7 +175,7 @@ def fixture_export(tmp_path_factory) -> Path:
     return build_fixture(tmp_path_factory.mktemp("export") / "fixture", size=(32, 48), precisions=("fp32", "fp16"))
 
 
-@pytest.fixture(params=[*[p.name for p in SHIPPED], "fixture"])
+@pytest.fixture(params=[*[p.name for p in SHIPPED], pytest.param("fixture", marks=pytest.mark.slow)])
 def export(request) -> Path:
     """Each shipped model (tflite_models/<name>/), then a depth-only fixture export."""
     if request.param == "fixture":

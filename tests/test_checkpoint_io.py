@@ -83,6 +83,7 @@ def _step(path: Path) -> int:
     return ckpt["global_step"]
 
 
+@pytest.mark.slow  # a training subprocess killed mid-save, twice
 @pytest.mark.parametrize("kill_on", ["target", "first"])
 def test_a_kill_during_a_save_leaves_a_whole_checkpoint_and_no_orphan(capsys, tmp_path, tmpdir_elsewhere, kill_on):
     io_class = _default_checkpoint_io(capsys)

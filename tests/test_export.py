@@ -244,6 +244,7 @@ def test_gpu_run_gate_verdicts():
         check_gpu_run("fp32", run(True), float("nan"))
 
 
+@pytest.mark.slow  # a GPU run on the software Vulkan device
 def test_gpu_run_gate_fails_on_a_model_the_gpu_cannot_run(tmp_path, data_dir, monkeypatch):
     """The ARG_MAX probe, with the static analyzer's gate switched off: the run itself catches the op
     the GPU cannot take, so the gate does not rest on the analyzer. (The analyzer's own probe, ROUND,
@@ -597,6 +598,7 @@ def test_onnx_tf_export_every_precision(tmp_path, tiny_ckpt, data_dir):
 # ---------------------------------------------------------------------------- the lens-conditioned model
 
 
+@pytest.mark.slow  # a full export
 def test_lens_model_exports_with_a_documented_lens_input(tmp_path, data_dir):
     from training.renderers.lens import auto_focus, default_lens
 

@@ -63,11 +63,8 @@ def test_arch_rebuilds_the_generator():
 
 
 @needs_env
-# ~15 s each on 2 busy cores (a child process importing torch and litert-torch, three precisions):
-# the lens model, the shipped kind, runs by default; the paper's depth-only one with -m slow.
-@pytest.mark.parametrize(
-    "lens_input", [pytest.param(True, id="lens"), pytest.param(False, id="depth-only", marks=pytest.mark.slow)]
-)
+@pytest.mark.slow  # ~50 s each on 2 cores: a child process importing torch and litert-torch, three precisions
+@pytest.mark.parametrize("lens_input", [pytest.param(True, id="lens"), pytest.param(False, id="depth-only")])
 def test_tiny_generator_converts_faithfully(tmp_path, tiny_dataset, lens_input):
     gen = _tiny_generator(lens_input)
     train, val = tiny_dataset / "train", tiny_dataset / "val"

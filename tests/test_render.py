@@ -299,6 +299,7 @@ def test_bad_input_is_one_clear_line(tmp_path, capsys, case):
         assert len(err.splitlines()) == 1, err
 
 
+@pytest.mark.slow  # render subprocesses
 def test_command_line_error_has_no_traceback(tmp_path):
     """The same, through `python -m eval.render` (what a user runs)."""
     (tmp_path / "garbage.jpg").write_bytes(b"\xff\xd8 not really")

@@ -71,6 +71,7 @@ def test_overwrite_starts_again_and_is_not_saved_in_the_config(data, tmp_path):
     assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["config"]["overwrite"] is False
 
 
+@pytest.mark.slow  # two training commands
 def test_resume_keeps_the_metrics_history(data, tmp_path):
     """Killed at step 5 with last.ckpt at step 4, resumed to step 6: metrics.csv has the rows an
     uninterrupted run has (the killed run's rows before step 4, the resumed run's from step 4)."""
@@ -194,6 +195,7 @@ def test_unreadable_ckpt_path_is_one_line_naming_the_file(data, stage1_run, tmp_
         main(_args(STAGE1, data, tmp_path / "runs", "--ckpt_path", str(bad)))
 
 
+@pytest.mark.slow  # several training commands
 def test_command_line_errors_are_one_line(data, stage1_run, tmp_path):
     """`python -m training` ends a refused run with one "error:" line and exit status 2."""
     out, _ = stage1_run

@@ -75,6 +75,7 @@ def test_focus_and_strength_control_the_blur(runner, scene):
     assert bg_none > 0.9 and fg_none > 0.9, (bg_none, fg_none)
 
 
+@pytest.mark.slow  # 1024x1536 on the software Vulkan device; .ci/run also runs it
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_shipped_files_run_fully_on_the_gpu_accelerator(scene, precision):
     """The GPU-run gate on the shipped files, on an unseen synthetic scene at 1024x1536: every op on

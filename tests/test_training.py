@@ -158,6 +158,7 @@ def test_every_parameter_of_generator_and_both_critics_gets_a_gradient():
     assert not no_grad, no_grad
 
 
+@pytest.mark.slow  # a training subprocess, killed and resumed
 def test_killed_run_resumes_at_the_saved_step(tiny_dataset, tmp_path):
     out, log = tmp_path / "runs", tmp_path / "steps.log"
     env = {**os.environ, "BOKEH_STEP_LOG": str(log)}
@@ -253,6 +254,7 @@ def test_lens_conditioned_model_trains_through_both_stages(tmp_path):
         BokehGAN(width=4, enc_blocks=(1, 1, 1, 1), dec_blocks=(1, 1, 1, 1), middle_blocks=1, init_generator=str(best))
 
 
+@pytest.mark.slow  # a training subprocess
 def test_command_line_run_does_not_warn_about_args():
     """`python -m training` lets LightningCLI read sys.argv: handing it sys.argv[1:] as ``args`` too
     made every run print LightningCLI's "args parameter is intended to run from within Python"."""
@@ -266,6 +268,7 @@ def test_command_line_run_does_not_warn_about_args():
     assert "args parameter is intended" not in p.stderr, p.stderr[-500:]
 
 
+@pytest.mark.slow  # a training subprocess
 def test_sigterm_stops_at_the_next_step_saving_last_ckpt(tiny_dataset, tmp_path):
     """Lightning's own handling of SIGTERM ended a fit with exit status 0 and no checkpoint of the
     steps since the last periodic save; training.callbacks.GracefulStop saves last.ckpt and exits 143."""
@@ -336,6 +339,7 @@ def _assert_one_line_error(p: subprocess.CompletedProcess, *words: str) -> None:
     assert last.startswith("error: ") and all(w in last for w in words), last
 
 
+@pytest.mark.slow  # three training subprocesses
 def test_a_bad_init_generator_or_sample_is_one_line_from_the_command(tiny_dataset, tmp_path):
     """Probe rows 1 and 5 re-run: an untrusted --model.init_generator and a bad training sample
     were refused safely but ended the command in a traceback with exit status 1."""
