@@ -133,6 +133,6 @@ def inference_form(generator: nn.Module) -> nn.Module:
 def _split_conv(conv: nn.Conv2d, parts: int) -> nn.ModuleList:
     """``conv`` as ``parts`` convs, each computing one consecutive group of its output channels."""
     n = conv.out_channels // parts
-    w, b = conv.weight.detach(), conv.bias.detach()  # type: ignore[union-attr]
-    pad = int(conv.padding[0])  # type: ignore[index]
+    w, b = conv.weight.detach(), conv.bias.detach()
+    pad = int(conv.padding[0])
     return nn.ModuleList(_conv(w[i * n : (i + 1) * n], b[i * n : (i + 1) * n], padding=pad) for i in range(parts))
