@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,28 @@ def _rss_mb() -> float:
     return psutil.Process().memory_info().rss / 2**20
 
 
-def _serve(path: str, size: tuple[int, int], threads: int, warmup: int, flush_denormals: bool, spin: bool) -> None:
+@dataclass(frozen=True)
+class Timing:
+    """How every model of one benchmark is timed; the table's header states it."""
+
+    size: tuple[int, int]  # (H, W) of the random input
+    threads: int = 2
+    warmup: int = 2
+    runs: int = 5
+    flush_denormals: bool = True  # PyTorch and ONNX Runtime treat subnormals as zero, as XNNPACK does
+    spin: bool = True  # PyTorch / ONNX Runtime threads spin while they wait
+
+    def flags(self) -> list[str]:
+        """The command-line flags that give these settings (for a ``--serve`` child)."""
+        return [
+            *("--size", f"{self.size[0]}x{self.size[1]}", "--threads", str(self.threads)),
+            *("--warmup", str(self.warmup), "--runs", str(self.runs)),
+            *([] if self.flush_denormals else ["--keep-denormals"]),
+            *([] if self.spin else ["--no-spin"]),
+        ]
+
+
+def _serve(path: str, timing: Timing) -> None:
     """Child process: load and warm up one model, say "ready", then time one inference per "run"
     line on stdin (answering with the seconds); on "done", answer with the memory figures."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -73,14 +95,14 @@ def _serve(path: str, size: tuple[int, int], threads: int, warmup: int, flush_de
     from export.runtime import load_runner  # noqa: PLC0415 (after the dup2: whatever it prints goes to stderr)
 
     rss_start = _rss_mb()
-    runner = load_runner(path, threads, flush_denormals=flush_denormals, spin=spin)
-    h, w = size
+    runner = load_runner(path, timing.threads, flush_denormals=timing.flush_denormals, spin=timing.spin)
+    h, w = timing.size
     rng = np.random.default_rng(0)
     lens = np.array([0.7, 30.0, 0.1], np.float32)  # a lens-conditioned model's lens; depth-only models ignore it
     inputs = runner.prepare(
         runner.inputs(rng.random((1, 3, h, w), dtype=np.float32), rng.random((1, 1, h, w), dtype=np.float32), lens)
     )
-    for _ in range(warmup):
+    for _ in range(timing.warmup):
         runner.invoke(inputs)
     print(json.dumps({"ready": True, "backend": runner.backend, "precision": runner.precision}), file=reply, flush=True)
     for line in sys.stdin:
@@ -99,27 +121,11 @@ def _serve(path: str, size: tuple[int, int], threads: int, warmup: int, flush_de
 class Worker:
     """One runtime in its own process, so that its memory figures are its own."""
 
-    def __init__(
-        self, path: Path, size: tuple[int, int], threads: int, warmup: int, flush_denormals: bool, spin: bool
-    ) -> None:
+    def __init__(self, path: Path, timing: Timing) -> None:
         env = dict(os.environ)
-        if not spin:
+        if not timing.spin:
             env["OMP_WAIT_POLICY"] = "PASSIVE"  # PyTorch's OpenMP threads: read once, at start-up
-        cmd = [
-            sys.executable,
-            "-m",
-            "eval.benchmark",
-            "--serve",
-            str(path.resolve()),
-            "--size",
-            f"{size[0]}x{size[1]}",
-            "--threads",
-            str(threads),
-            "--warmup",
-            str(warmup),
-            *([] if flush_denormals else ["--keep-denormals"]),
-            *([] if spin else ["--no-spin"]),
-        ]
+        cmd = [sys.executable, "-m", "eval.benchmark", "--serve", str(path.resolve()), *timing.flags()]
         self.path = path
         self._stderr = tempfile.TemporaryFile("w+")
         self.proc = subprocess.Popen(
@@ -161,15 +167,7 @@ class Worker:
             self.proc.wait()
 
 
-def measure_all(
-    paths: list[Path],
-    size: tuple[int, int],
-    threads: int,
-    warmup: int,
-    runs: int,
-    flush_denormals: bool = True,
-    spin: bool = True,
-) -> list[dict[str, Any]]:
+def measure_all(paths: list[Path], timing: Timing) -> list[dict[str, Any]]:
     """Time every model, round-robin: run i of each runtime follows run i of the one before, so a
     burst of load from elsewhere on a shared machine hits all of them alike. Models are loaded and
     warmed up one at a time, and only one of them computes at any moment."""
@@ -177,9 +175,9 @@ def measure_all(
     try:
         for path in paths:
             print(f"loading {path} ...", file=sys.stderr, flush=True)
-            workers.append(Worker(path, size, threads, warmup, flush_denormals, spin))
-        for i in range(runs):
-            print(f"run {i + 1}/{runs} ...", file=sys.stderr, flush=True)
+            workers.append(Worker(path, timing))
+        for i in range(timing.runs):
+            print(f"run {i + 1}/{timing.runs} ...", file=sys.stderr, flush=True)
             for w in workers:
                 w.run_once()
         return [w.finish() for w in workers]
@@ -205,23 +203,15 @@ def _default_sources(tflite: list[Path], onnx: Path | None, checkpoint: Path | N
     return onnx, checkpoint
 
 
-def format_table(
-    rows: list[dict[str, Any]],
-    size: tuple[int, int],
-    threads: int,
-    warmup: int,
-    runs: int,
-    flush_denormals: bool = True,
-    spin: bool = True,
-) -> str:
-    settings = ", subnormals flushed to zero in every runtime" if flush_denormals else ""
-    if not spin:
+def format_table(rows: list[dict[str, Any]], timing: Timing) -> str:
+    settings = ", subnormals flushed to zero in every runtime" if timing.flush_denormals else ""
+    if not timing.spin:
         settings += ", PyTorch/ONNX Runtime threads not spinning (--no-spin)"
     torch_row = next((r for r in rows if r["runtime"] == "PyTorch"), None)
     ort_row = next((r for r in rows if r["runtime"] == "ONNX Runtime"), None)
     lines = [
-        f"device: {cpu_model()} (CPU), {threads} threads, input {size[0]}x{size[1]} (HxW), "
-        f"median and p90 of {runs} runs after {warmup} warm-up runs{settings}",
+        f"device: {cpu_model()} (CPU), {timing.threads} threads, input {timing.size[0]}x{timing.size[1]} (HxW), "
+        f"median and p90 of {timing.runs} runs after {timing.warmup} warm-up runs{settings}",
         "",
         "| runtime | model | precision | median (s) | p90 (s) | peak RSS (MB) | RSS increase (MB) | ÷ PyTorch | ÷ ONNX Runtime |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -273,9 +263,8 @@ def main(argv: list[str] | None = None) -> int:
         help="PyTorch checkpoint or model.safetensors (default: the manifest's source checkpoint)",
     )
     p.add_argument("--size", default="1024x1536", help="input size HEIGHTxWIDTH (default 1024x1536)")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--warmup", type=int, default=2)
-    p.add_argument("--runs", type=int, default=5)
+    for flag, default in (("--threads", 2), ("--warmup", 2), ("--runs", 5)):
+        p.add_argument(flag, type=int, default=default, help=f"(default {default})")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.add_argument(
         "--keep-denormals",
@@ -299,8 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(e))
     if args.runs < 1 or args.warmup < 0 or args.threads < 1:
         p.error("--runs and --threads must be >= 1, --warmup >= 0")
+    timing = Timing(size, args.threads, args.warmup, args.runs, not args.keep_denormals, not args.no_spin)
     if args.serve:
-        _serve(args.serve, size, args.threads, args.warmup, not args.keep_denormals, not args.no_spin)
+        _serve(args.serve, timing)
         return 0
     if not args.tflite:
         p.error("give at least one --tflite file")
@@ -315,20 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     if checkpoint is not None:
         jobs.append(("PyTorch", checkpoint, checkpoint.stem))
     try:
-        results = measure_all(
-            [path for _, path, _ in jobs],
-            size,
-            args.threads,
-            args.warmup,
-            args.runs,
-            not args.keep_denormals,
-            not args.no_spin,
-        )
+        results = measure_all([path for _, path, _ in jobs], timing)
     except RuntimeError as e:
         print(f"benchmark: error: {e}", file=sys.stderr)
         return 1
     rows = [{"runtime": runtime, "model": model, **summarise(r)} for (runtime, _, model), r in zip(jobs, results)]
-    table = format_table(rows, size, args.threads, args.warmup, args.runs, not args.keep_denormals, not args.no_spin)
+    table = format_table(rows, timing)
     print(table)
     if onnx is None or checkpoint is None:
         missing = [n for n, v in (("ONNX Runtime (--onnx)", onnx), ("PyTorch (--checkpoint)", checkpoint)) if v is None]
@@ -336,17 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         _write_json(
             args.json,
-            {
-                "device": cpu_model(),
-                "threads": args.threads,
-                "size": list(size),
-                "warmup": args.warmup,
-                "runs": args.runs,
-                "flush_denormals": not args.keep_denormals,
-                "spin": not args.no_spin,
-                "results": rows,
-                "table": table,
-            },
+            {"device": cpu_model(), **asdict(timing), "size": list(size), "results": rows, "table": table},
         )
     return 0
 

@@ -159,6 +159,11 @@ def build_stages(args: argparse.Namespace) -> list[Stage]:
     def code(stage: str) -> list[Path]:
         return [REPO / p for p in STAGE_CODE[stage]]
 
+    def fit(stage: str, epochs: int, *extra: str) -> list[str]:
+        """``python -m training fit`` with the stage's YAML, the demo's settings and ``extra``."""
+        config = ["--config", str(CONFIGS / f"{stage}.yaml"), *fit_common]
+        return [py, "-m", "training", "fit", *config, "--trainer.max_epochs", str(epochs), *extra]
+
     return [
         Stage(
             "data",
@@ -186,46 +191,23 @@ def build_stages(args: argparse.Namespace) -> list[Stage]:
         ),
         Stage(
             "stage1",
-            [
-                py,
-                "-m",
-                "training",
-                "fit",
-                "--config",
-                str(CONFIGS / "stage1.yaml"),
-                *fit_common,
-                "--trainer.max_epochs",
-                str(args.stage1_epochs),
-                "--model.lr_decay_steps",
-                str(args.stage1_epochs * steps_per_epoch),
-            ],
+            fit("stage1", args.stage1_epochs, "--model.lr_decay_steps", str(args.stage1_epochs * steps_per_epoch)),
             [stage1_ckpt],
             [CONFIGS / "stage1.yaml", quick, lens, *code("stage1")],
             clean=out / "stage1",
         ),
         Stage(
             "stage2",
-            [
-                py,
-                "-m",
-                "training",
-                "fit",
-                "--config",
-                str(CONFIGS / "stage2.yaml"),
-                *fit_common,
-                "--trainer.max_epochs",
-                str(args.stage2_epochs),
-                "--model.init_generator",
-                str(stage1_ckpt),
+            fit(
+                "stage2",
+                args.stage2_epochs,
+                *("--model.init_generator", str(stage1_ckpt)),
                 # A tenth of the paper's 1e-4 for the generator: in 40 batches the critics
                 # are still untrained, and at 1e-4 their gradient undid 1.1 dB of stage 1
                 # (at quick.yaml's 1e-3, ~2 dB); measured on the demo data.
-                "--model.lr",
-                "1e-5",
-                "--model.disc_lr",
-                "1e-4",
+                *("--model.lr", "1e-5", "--model.disc_lr", "1e-4"),
                 *vgg,
-            ],
+            ),
             [stage2_ckpt],
             [CONFIGS / "stage2.yaml", quick, lens, *code("stage2")],
             clean=out / "stage2",

@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"eval.fp16: error: {e}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
-    # The strongest lens of the training data: radius 50 px at infinity at 1536 wide (issue 11),
+    # The strongest lens of the training data: radius 50 px at infinity at 1536 wide,
     # scaled to this width; default_lens gives the typical one.
     k_max = max(50.0 * size[1] / 1536, float(default_lens(size)[1]))
     inputs += [_synthetic_input(size), *worst_case_inputs(size, k_max)]

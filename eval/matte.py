@@ -22,19 +22,7 @@ set-up installs anyway: the npm package ``@mediapipe/selfie_segmentation`` (pinn
 folder (``web_demo/matte/``, git-ignored) is what the web page loads, what the Android
 ``copyMatteModel`` task copies, and what :class:`PersonMatte` reads by default.
 
-Why a rewrite. The file's last layer (256×256 logits from 128×128×16 features) is the MediaPipe
-custom op ``Convolution2DTransposeBias``, which no stock LiteRT op resolver has. It runs today only
-where XNNPACK happens to claim it (the CPU delegate carries a MediaPipe-op path); with the
-reference kernels, a GPU/WebGPU accelerator or NNAPI the file fails to load ("unresolved custom
-op"). ``prepare`` replaces that node with the builtin ``TRANSPOSE_CONV`` (version 3, with bias),
-which computes the same thing: custom options (padding, stride_w, stride_h) become
-``TransposeConvOptions``, the inputs (input, weights [O, kH, kW, I], bias [O]) become
-(output_shape, weights, input, bias), the output shape becomes a new int32 constant, and the fp16
-weights and bias, which reach the custom op through DEQUANTIZE nodes, are folded into float32
-constants (TRANSPOSE_CONV wants constant weights on every delegate). The result is checked
-against the original before it is written: the original runs with XNNPACK's implementation of the
-custom op, the rewrite with LiteRT's reference kernels (no delegate), two independent
-implementations, on a random and a structured probe; they must agree to ``PARITY_MAX_ABS``.
+The rewrite that makes the file builtin-only is in ``eval/matte_rewrite.py``.
 """
 
 from __future__ import annotations
@@ -43,13 +31,11 @@ import argparse
 import hashlib
 import json
 import os
-import struct
 import sys
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -58,8 +44,10 @@ from PIL import Image
 
 from common.io import atomic_save_image, atomic_write_bytes
 from common.paths import REPO
+from eval.matte_rewrite import CUSTOM_OP, RewriteError, rewrite_custom_ops
+from export.gates import op_census
 
-__all__ = ["PersonMatte", "MatteError", "prepare", "rewrite_custom_ops", "matte_path", "synthetic_portrait", "main"]
+__all__ = ["PersonMatte", "MatteError", "prepare", "matte_path", "synthetic_portrait", "main"]
 
 NPM_PACKAGE = "@mediapipe/selfie_segmentation"
 NPM_SOURCE = REPO / "web_demo" / "node_modules" / "@mediapipe" / "selfie_segmentation" / "selfie_segmentation.tflite"
@@ -68,15 +56,12 @@ MATTE_DIR = REPO / "web_demo" / "matte"
 MATTE_FILE = "selfie_segmentation.tflite"
 INFO_FILE = "matte.json"  # what prepare did: source, sha256 of both files, the rewrite, its parity
 LICENCE = "Apache-2.0 (MediaPipe; model card: Selfie Segmentation, Google)"
-CUSTOM_OP = b"Convolution2DTransposeBias"
 # Rewrite vs original, outputs in [0, 1]. On the same kernels (both on XNNPACK) the two files give
 # bit-identical outputs (measured: 0.0). Across implementations (the rewrite on the reference
 # kernels, every op of the net, not only the replaced one) float32 summation order differs:
 # measured 5.7e-5 on the portrait probe, hence the looser bound there.
 SAME_KERNELS_MAX_ABS = 1e-6
 PARITY_MAX_ABS = 1e-3
-# TfLitePadding (the custom op's raw options) -> schema Padding (TransposeConvOptions)
-_TFLITE_PADDING = {1: "SAME", 2: "VALID"}
 
 
 class MatteError(ValueError):
@@ -85,122 +70,6 @@ class MatteError(ValueError):
 
 def matte_path(folder: str | os.PathLike | None = None) -> Path:
     return Path(folder or MATTE_DIR) / MATTE_FILE
-
-
-# ----------------------------------------------------------------------------- the rewrite
-
-
-def _schema():
-    from ai_edge_litert import schema_py_generated as fb
-    from ai_edge_litert.tools import flatbuffer_utils
-
-    return fb, flatbuffer_utils
-
-
-def _constant(model, graph, index: int, producers: dict[int, Any], fb) -> tuple[np.ndarray, Any | None]:
-    """The value of tensor ``index`` and the DEQUANTIZE op that made it (None if stored directly)."""
-    t = graph.tensors[index]
-    data = model.buffers[t.buffer].data if t.buffer else None
-    types = {fb.TensorType.FLOAT32: np.float32, fb.TensorType.FLOAT16: np.float16, fb.TensorType.INT32: np.int32}
-    if data is not None and len(data):
-        return np.frombuffer(bytes(bytearray(data)), types[t.type]).astype(np.float32).reshape(t.shape), None
-    op = producers.get(index)
-    if op is not None and model.operatorCodes[op.opcodeIndex].builtinCode == fb.BuiltinOperator.DEQUANTIZE:
-        value, _ = _constant(model, graph, op.inputs[0], producers, fb)
-        return value.reshape(t.shape), op
-    raise MatteError(f"tensor {t.name!r} feeds {CUSTOM_OP.decode()} but is not a constant")
-
-
-def rewrite_custom_ops(model_bytes: bytes) -> tuple[bytes, int]:
-    """Replace every ``Convolution2DTransposeBias`` node by builtin ``TRANSPOSE_CONV`` (module
-    docstring); return the new flatbuffer and the number of nodes replaced."""
-    fb, fu = _schema()
-    model = fu.convert_bytearray_to_object(bytearray(model_bytes))
-    codes = model.operatorCodes
-    custom = [i for i, c in enumerate(codes) if c.customCode == CUSTOM_OP]
-    if not custom:
-        return bytes(model_bytes), 0
-    tc_index = len(codes)
-    codes.append(fb.OperatorCodeT())
-    codes[tc_index].builtinCode = fb.BuiltinOperator.TRANSPOSE_CONV
-    codes[tc_index].deprecatedBuiltinCode = fb.BuiltinOperator.TRANSPOSE_CONV  # < 127: both fields hold it
-    codes[tc_index].version = 3  # TRANSPOSE_CONV with a bias input
-
-    def add_buffer(array: np.ndarray) -> int:
-        b = fb.BufferT()
-        b.data = np.frombuffer(np.ascontiguousarray(array).tobytes(), np.uint8)
-        model.buffers.append(b)
-        return len(model.buffers) - 1
-
-    replaced = 0
-    for graph in model.subgraphs:
-        producers = {o: op for op in graph.operators for o in op.outputs}
-        dead = []
-        for op in graph.operators:
-            if op.opcodeIndex not in custom:
-                continue
-            opts = b"" if op.customOptions is None else bytes(bytearray(op.customOptions))
-            if len(opts) != 12:
-                raise MatteError(f"{CUSTOM_OP.decode()}: {len(opts)} bytes of options, expected 12 (padding, strides)")
-            padding, stride_w, stride_h = struct.unpack("<3i", opts)
-            if padding not in _TFLITE_PADDING:
-                raise MatteError(f"{CUSTOM_OP.decode()}: padding {padding} is neither SAME (1) nor VALID (2)")
-            x, w, b = op.inputs
-            out = graph.tensors[op.outputs[0]]
-            new_inputs = []
-            for idx in (w, b):
-                value, deq = _constant(model, graph, idx, producers, fb)
-                t = graph.tensors[idx]
-                t.type = fb.TensorType.FLOAT32
-                t.buffer = add_buffer(value.astype("<f4"))
-                if deq is not None:
-                    dead.append(deq)
-                new_inputs.append(idx)
-            shape = fb.TensorT()
-            shape.shape = [4]
-            shape.type = fb.TensorType.INT32
-            shape.name = (out.name or b"transpose_conv") + b"/output_shape"
-            shape.buffer = add_buffer(np.asarray(out.shape, "<i4"))
-            graph.tensors.append(shape)
-            op.inputs = [len(graph.tensors) - 1, new_inputs[0], x, new_inputs[1]]  # output_shape, weights, input, bias
-            op.opcodeIndex = tc_index
-            op.customOptions = None
-            op.customOptionsFormat = 0
-            op.builtinOptionsType = fb.BuiltinOptions.TransposeConvOptions
-            op.builtinOptions = fb.TransposeConvOptionsT()
-            op.builtinOptions.padding = getattr(fb.Padding, _TFLITE_PADDING[padding])
-            op.builtinOptions.strideW, op.builtinOptions.strideH = stride_w, stride_h
-            op.builtinOptions.fusedActivationFunction = fb.ActivationFunctionType.NONE
-            replaced += 1
-        # The folded DEQUANTIZE nodes go: their outputs are constants now, with the same values for
-        # any other reader (a tensor must not be both a constant and an op's output).
-        graph.operators = [op for op in graph.operators if not any(op is d for d in dead)]
-    # Remove the custom op's code, so no runtime is asked to resolve it, and re-index the rest.
-    keep = [i for i in range(len(codes)) if i not in custom]
-    remap = {old: new for new, old in enumerate(keep)}
-    model.operatorCodes = [codes[i] for i in keep]
-    for graph in model.subgraphs:
-        for op in graph.operators:
-            op.opcodeIndex = remap[op.opcodeIndex]
-    return bytes(fu.convert_object_to_bytearray(model)), replaced
-
-
-def op_census(model_bytes: bytes) -> dict[str, int]:
-    """Op name -> count (builtin names, custom ops by their custom code)."""
-    fb, fu = _schema()
-    model = fu.convert_bytearray_to_object(bytearray(model_bytes))
-    names = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
-    census: dict[str, int] = {}
-    for graph in model.subgraphs:
-        for op in graph.operators:
-            code = model.operatorCodes[op.opcodeIndex]
-            name = (
-                code.customCode.decode()
-                if code.customCode
-                else names[max(code.builtinCode, code.deprecatedBuiltinCode)]
-            )
-            census[name] = census.get(name, 0) + 1
-    return dict(sorted(census.items()))
 
 
 def _interpreter(content: bytes, delegates: bool, num_threads: int = 1):
@@ -308,9 +177,12 @@ def prepare(
                 return out
         except ValueError:
             pass
-    rewritten, replaced = rewrite_custom_ops(original)
+    try:
+        rewritten, replaced = rewrite_custom_ops(original)
+    except RewriteError as e:
+        raise MatteError(f"{origin}: {e}") from None
     census = op_census(rewritten)
-    if any(not name.isupper() for name in census):  # builtin names are upper case, custom codes are not
+    if any(name.startswith("CUSTOM:") for name in census):
         raise MatteError(f"{origin}: custom ops left after the rewrite: {census}")
     ref_it = _interpreter(original, delegates=True)  # XNNPACK implements the custom op
     new_ref = _interpreter(rewritten, delegates=False)  # reference kernels: every op builtin

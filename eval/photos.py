@@ -20,18 +20,17 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
 
 from common.io import atomic_save_image
 from common.metrics import detail_kept
+from eval.runners import RendererRunner
 from export.manifest import MANIFEST_NAME, read_manifest
 from export.runtime import load_runner
 from training.data import id_key
-from training.renderers import get_renderer
 from training.renderers.lens import LensParams, auto_focus
 
-__all__ = ["depth_for", "find_photos", "load_photo", "RendererRunner", "main"]
+__all__ = ["depth_for", "find_photos", "load_photo", "main"]
 
 PHOTO_EXTS = (".jpg", ".jpeg", ".png")
 
@@ -97,24 +96,6 @@ def _lens(choice: str, disparity: np.ndarray, manifest: dict | None) -> np.ndarr
     if len(values) != 3:
         raise ValueError(f"--lens {choice!r}: expected auto, default or D_F,K,DOF")
     return np.array(values, np.float32)
-
-
-class RendererRunner:
-    """A classical renderer behind the runner interface (``runner(image, depth, lens)``)."""
-
-    lens_input = True
-    input_size = None
-
-    def __init__(self, name: str) -> None:
-        self.name, self.renderer = name, get_renderer(name)
-
-    def __call__(self, image: np.ndarray, depth: np.ndarray, lens: np.ndarray) -> np.ndarray:
-        d_f, K, dof = (float(v) for v in lens)
-        with torch.inference_mode():
-            out = self.renderer.render(
-                torch.from_numpy(image), torch.from_numpy(depth), LensParams(K=K, d_f=d_f, dof=dof)
-            )
-        return out.numpy()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,6 +26,7 @@ import contextlib
 import io
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -146,26 +147,36 @@ def gpu_delegate_view(model_content: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model)) if changed else model_content
 
 
+def _census(model, builtin_names: dict[int, str]) -> dict[str, int]:
+    names = [_opcode_name(oc, builtin_names) for oc in model.operatorCodes]
+    census = Counter(names[op.opcodeIndex] for sg in model.subgraphs for op in sg.operators)
+    return dict(sorted(census.items()))
+
+
+def _parse(model_content: bytes) -> tuple[Any, dict[int, str]]:
+    """The flatbuffer as objects, and builtin op code -> name (LiteRT's schema, no TensorFlow)."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_content))
+    return model, {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+
+
+def op_census(model_content: bytes) -> dict[str, int]:
+    """Op name -> count, read from the flatbuffer: builtin names, custom ops as ``CUSTOM:<code>``."""
+    return _census(*_parse(model_content))
+
+
 def inspect_tflite(model_content: bytes) -> TFLiteInspection:
     """Op census, Flex/custom ops and the largest tensor rank read from the flatbuffer itself,
     plus the verdict of TensorFlow's analyzer on the graph the GPU delegate sees."""
-    from tensorflow.lite.python import schema_py_generated as schema
-    from tensorflow.lite.tools import flatbuffer_utils
-
-    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(model_content))
-    builtin_names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
-    names = [_opcode_name(oc, builtin_names) for oc in model.operatorCodes]
-    census: Counter[str] = Counter()
-    max_rank = 0
-    for sg in model.subgraphs:
-        for op in sg.operators:
-            census[names[op.opcodeIndex]] += 1
-        for t in sg.tensors:
-            max_rank = max(max_rank, 0 if t.shape is None else len(t.shape))
+    model, builtin_names = _parse(model_content)
+    census = _census(model, builtin_names)
+    max_rank = max((0 if t.shape is None else len(t.shape) for sg in model.subgraphs for t in sg.tensors), default=0)
     custom = sorted({n.split(":", 1)[1] for n in census if n.startswith("CUSTOM:")})
     flex = [c for c in custom if c.startswith("Flex")]
     compatible, warnings = parse_gpu_analyzer(run_gpu_analyzer(gpu_delegate_view(model_content)))
-    return TFLiteInspection(dict(sorted(census.items())), flex, custom, max_rank, compatible, warnings)
+    return TFLiteInspection(census, flex, custom, max_rank, compatible, warnings)
 
 
 def check_onnx_parity(max_abs_diff: float) -> None:

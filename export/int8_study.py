@@ -5,7 +5,7 @@
     python -m export.int8_study --saved-model runs/int8_base/saved_model --checkpoint CKPT \
         --calib-data data/phone/train --parity-data data/phone/val
 
-The target (issue 12): int8 CPU latency ≤ 0.6× the fp16 file's, size ≤ 1.5 MB, parity ≥ 32 dB.
+The target: int8 CPU latency ≤ 0.6× the fp16 file's, size ≤ 1.5 MB, parity ≥ 32 dB.
 Built from the same SavedModel and timed interleaved on the XNNPACK CPU delegate:
 
 * ``fp16``: the baseline (fp16 weights, float activations);

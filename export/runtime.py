@@ -17,7 +17,10 @@ and get the same NCHW float32 interface from
 When a ``manifest.json`` lies beside the file, the runner takes the model's name, layout and
 precision from it; otherwise it reads the layout off the input tensors. The output is returned as
 the network computes it, not clamped. ``runner.lens_input`` says whether the model reads a lens; a
-depth-only model (the paper's) ignores one, so one call serves both kinds in an evaluation.
+depth-only model (the paper's) ignores one, so one call serves both kinds in an evaluation. The
+lens may be given as the array or as a ``training.renderers.lens.LensParams`` (anything with
+``network_input()``), which is what a classical renderer behind the same interface
+(``eval.runners``) needs. ``runner.source`` says where the model came from, for reports.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from common.hashing import file_sha256
 from export.manifest import MANIFEST_NAME, read_manifest
 
 __all__ = ["Runner", "load_runner", "TFLiteRunner", "OnnxRunner", "TorchRunner"]
@@ -46,11 +50,12 @@ class Runner:
     input_size: tuple[int, int] | None  # (H, W) the model was exported for; None = any multiple of 16
     backend: str  # e.g. "LiteRT 2.3.0 (XNNPACK)"
     num_threads: int
+    source: dict[str, Any]  # where the model came from: {"kind", "path", "sha256", ...}, for reports
 
-    def __call__(self, image: np.ndarray, depth: np.ndarray, lens: np.ndarray | None = None) -> np.ndarray:
+    def __call__(self, image: np.ndarray, depth: np.ndarray, lens: Any = None) -> np.ndarray:
         return self.to_nchw(self.invoke(self.prepare(self.inputs(image, depth, lens))))
 
-    def inputs(self, image: np.ndarray, depth: np.ndarray, lens: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def inputs(self, image: np.ndarray, depth: np.ndarray, lens: Any = None) -> dict[str, np.ndarray]:
         """Checked NCHW float32 inputs by graph name (the lens only for a model that reads one)."""
         image, depth = np.asarray(image, np.float32), np.asarray(depth, np.float32)
         self._check(image, depth)
@@ -61,6 +66,8 @@ class Runner:
                     f"{self.name}: this model takes a lens input (d_f, K, dof); pass lens, e.g. "
                     "auto_focus(depth) from training.renderers.lens or the manifest's default"
                 )
+            if hasattr(lens, "network_input"):  # a LensParams: the three values a network reads
+                lens = lens.network_input()
             lens = np.asarray(lens, np.float32)
             if lens.size != 3:
                 raise ValueError(f"{self.name}: lens must hold 3 values (d_f, K, dof), got shape {lens.shape}")
@@ -100,6 +107,10 @@ class Runner:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.precision}, {self.input_size}, {self.backend})"
+
+
+def _file_source(kind: str, path: Path, num_threads: int) -> dict[str, Any]:
+    return {"kind": kind, "path": str(path), "sha256": file_sha256(path), "threads": num_threads}
 
 
 def _manifest_beside(path: Path) -> dict[str, Any] | None:
@@ -145,6 +156,7 @@ class TFLiteRunner(Runner):
         self.input_size = tuple(int(x) for x in (image_shape[1:3] if layout == "NHWC" else image_shape[2:4]))
         m = re.search(r"(fp32|fp16|int8)", path.name)
         self.precision = variant["precision"] if variant else (m.group(1) if m else "fp32")
+        self.source = _file_source("tflite", path, num_threads)
 
     def prepare(self, inputs: dict[str, np.ndarray]) -> dict[str, Any]:
         if self.layout == "NHWC":
@@ -188,6 +200,7 @@ class OnnxRunner(Runner):
         h, w = shape["image"][2:4]
         self.input_size = (h, w) if isinstance(h, int) and isinstance(w, int) else None
         self._out_name = self.session.get_outputs()[0].name
+        self.source = _file_source("onnx", path, num_threads)
 
     def invoke(self, inputs: dict[str, Any]) -> np.ndarray:
         return self.session.run([self._out_name], inputs)[0]
@@ -211,6 +224,8 @@ class TorchRunner(Runner):
         self.precision = "fp32"
         self.input_size = None
         self.lens_input = bool(self.generator.lens_input)
+        ck = self.checkpoint
+        self.source = {"kind": "checkpoint", "path": str(ck.path), "sha256": ck.sha256, "arch": dict(ck.arch)}
 
     def _check(self, image: np.ndarray, depth: np.ndarray) -> None:
         super()._check(image, depth)

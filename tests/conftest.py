@@ -37,7 +37,7 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 # Module fixtures that build something expensive once (a full export; Chromium and the models it
 # serves): every test that uses one is marked slow. `make test` (not slow, not gpu) then stays under
-# 3 minutes on 2 cores (issue 15); `make test-slow` runs the rest, and `.ci/run` runs both.
+# 3 minutes on 2 cores; `make test-slow` runs the rest, and `.ci/run` runs both.
 SLOW_FIXTURES = {"exported", "models_dir", "server"}
 
 
@@ -90,7 +90,7 @@ def tiny_dataset(tmp_path):
     return root
 
 
-# A checkpoint is a pickle, and a pickle can call any function while it loads (issue 13, finding 1).
+# A checkpoint is a pickle, and a pickle can call any function while it loads.
 REFUSED = "not a trusted weights-only checkpoint"
 
 

@@ -329,7 +329,8 @@ def test_spec_matte_model_is_the_prepared_file(spec):
     (the one copyMatteModel copies) is what the app reads: float32 [1, h, w, 3] in [0, 1], one
     [1, h, w, 1] map out, and only builtin ops, so that LiteRT's stock op resolver loads it without
     XNNPACK's MediaPipe-op path (it runs here on the reference kernels, no delegate)."""
-    from eval.matte import MATTE_DIR, MATTE_FILE, NPM_SOURCE, op_census, prepare
+    from eval.matte import MATTE_DIR, MATTE_FILE, NPM_SOURCE, prepare
+    from export.gates import op_census
 
     m = spec["matte_model"]
     assert m["asset"] == MATTE_FILE and REPO / m["source_dir"] == MATTE_DIR

@@ -1,4 +1,4 @@
-"""A killed checkpoint save never costs the previous checkpoint (issue 13, probe row 2).
+"""A killed checkpoint save never costs the previous checkpoint.
 
 The probe: with $TMPDIR on another filesystem than runs/, `kill -9` during a save left a 0-byte
 last.ckpt (Lightning's fsspec transaction writes a temp file in $TMPDIR and then *copies* it over

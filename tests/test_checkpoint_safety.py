@@ -1,4 +1,4 @@
-"""Model files a user may have received: loading one must not run its code (issue 13, finding 1),
+"""Model files a user may have received: loading one must not run its code,
 and the generator also travels as ``model.safetensors``, which has no code to run.
 
 A checkpoint is a pickle, and a pickle can call any function while it loads. The crafted files
@@ -87,11 +87,11 @@ def test_photo_commands_refuse_it(entry, crafted, tiny_dataset, tmp_path):
 
 def test_benchmark_worker_refuses_it(crafted):
     # `python -m eval.benchmark --checkpoint` loads each model in a worker process (--serve).
-    from eval.benchmark import Worker
+    from eval.benchmark import Timing, Worker
 
     path, marker = crafted
     with pytest.raises(RuntimeError) as e:
-        Worker(path, (64, 64), threads=1, warmup=0, flush_denormals=True, spin=False)
+        Worker(path, Timing((64, 64), threads=1, warmup=0, spin=False))
     _assert_refused(str(e.value), path, marker)
 
 

@@ -1,4 +1,4 @@
-"""`make demo` reuses a stage only when nothing it depends on changed (issue 13, part 3): its key
+"""`make demo` reuses a stage only when nothing it depends on changed: its key
 covers the code it runs as well as its command line and configs, so an edited ``.py`` file re-runs
 the stage instead of reporting the old numbers."""
 

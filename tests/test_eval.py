@@ -9,6 +9,7 @@ the identity's, so evaluating the input instead of the output fails.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import runpy
@@ -20,7 +21,9 @@ import torch
 from PIL import Image
 
 from common.metrics import psnr
-from eval.evaluate import CELL_WIDTH, evaluate, make_model_callables, resolve_split
+from eval.evaluate import evaluate, resolve_split
+from eval.grid import CELL_WIDTH
+from eval.runners import load_runners
 from export.compare import non_identity_
 from training.model import NAFNet
 
@@ -162,7 +165,7 @@ def test_cli_end_to_end(data, tiny_ckpt, tmp_path, monkeypatch):
 
 def test_grid_has_one_column_per_model_plus_three(data, tmp_path):
     out = tmp_path / "o"
-    models = {"a": make_model_callables(identity=True)["identity"], "b": lambda img, d: img * 0.5}
+    models = {"a": load_runners(identity=True)["identity"], "b": lambda img, d: img * 0.5}
     evaluate(models, data, "val", out, max_images=2, lpips_reason="off", progress=False)
     assert Image.open(out / "grid.png").width == 4 + (2 + 2 + 1) * (CELL_WIDTH + 4)
     assert len(_rows(out)) == 4  # 2 images × 2 models
@@ -174,7 +177,7 @@ def test_lpips_column_with_weight_files(data, tmp_path):
 
     alex, lin, _, _ = _random_weight_files(tmp_path)
     model, reason = load_lpips(alex, lin)
-    models = make_model_callables(identity=True)
+    models = load_runners(identity=True)
     models["perfect"] = _GroundTruthOracle(data)
     summary = evaluate(models, data, "val", tmp_path / "o", lpips_model=model, progress=False)
     assert summary["lpips"]["available"] and summary["lpips"]["official_weights"] is False
@@ -203,27 +206,32 @@ def test_renderer_gets_lens_parameters(data, tmp_path, monkeypatch):
 
     class FakeRenderer:
         def render(self, image, disparity, lens):
-            seen.append(lens)
+            seen.append((lens.K, lens.d_f, lens.gamma))
             return image * 0 + disparity.mean()
 
     import eval.evaluate as evaluate_module
+    import eval.runners as runners_module
     import training.renderers.lens as lens_module
 
-    monkeypatch.setattr(evaluate_module, "get_renderer", lambda name: FakeRenderer())
-    # A scene's lens file when it has one, else the project's one auto-focus on its depth map.
-    monkeypatch.setattr(lens_module.LensParams, "load", staticmethod(lambda path: ("file", path.name)))
-    monkeypatch.setattr(evaluate_module, "auto_focus", lambda disparity: ("photo", tuple(disparity.shape)))
+    monkeypatch.setattr(runners_module, "get_renderer", lambda name: FakeRenderer())
+    # A scene's lens file when it has one, all of it (gamma too), else the project's one
+    # auto-focus on its depth map (here a lens whose K is the depth map's width).
+    file_lens = lens_module.LensParams(K=7.0, d_f=0.25, gamma=3.0)
+    monkeypatch.setattr(lens_module.LensParams, "load", staticmethod(lambda path: file_lens))
+    monkeypatch.setattr(
+        evaluate_module, "auto_focus", lambda disparity: lens_module.LensParams(K=float(disparity.shape[-1]), d_f=0.5)
+    )
     (data / "val" / "lens").mkdir()
     (data / "val" / "lens" / "1.json").write_text("{}")
-    models = make_model_callables(renderers=["scatter"])
+    models = load_runners(renderers=["scatter"])
     evaluate(models, data, "val", tmp_path / "o", lpips_reason="off", progress=False, grid_rows=0)
-    assert seen == [("photo", (1, 1, CH, CW)), ("file", "1.json"), ("photo", (1, 1, CH, CW))]
+    assert seen == [(CW, 0.5, 2.2), (7.0, 0.25, 3.0), (CW, 0.5, 2.2)]
     assert not (tmp_path / "o" / "grid.png").exists()
 
 
 def test_classical_renderers_run(data, tmp_path):
     pytest.importorskip("training.renderers")
-    models = make_model_callables(renderers=["scatter", "layered", "blend"], identity=True)
+    models = load_runners(renderers=["scatter", "layered", "blend"], identity=True)
     summary = evaluate(models, data, "val", tmp_path / "o", max_images=1, lpips_reason="off", progress=False)
     for name in ("scatter", "layered", "blend"):
         m = summary["models"][name]
@@ -239,19 +247,24 @@ def test_exported_files_go_through_load_runner(tmp_path, monkeypatch):
         calls.append((path, num_threads))
         return lambda image, depth: image + 1
 
-    import eval.evaluate as evaluate_module
+    import eval.runners as runners_module
 
-    monkeypatch.setattr(evaluate_module, "load_runner", load_runner)
+    monkeypatch.setattr(runners_module, "load_runner", load_runner)
     files = [tmp_path / n for n in ("model.onnx", "bokeh_fp16.tflite", "bokeh_int8.tflite", "x.tflite")]
     for f in files:
         f.write_bytes(b"\0")
-    models = make_model_callables(
-        onnx=files[0], tflite=[str(files[1]), str(files[2]), f"mine={files[3]}"], num_threads=3
-    )
+    models = load_runners(onnx=files[0], tflite=[str(files[1]), str(files[2]), f"mine={files[3]}"], num_threads=3)
     assert list(models) == ["onnx", "tflite_fp16", "tflite_int8", "mine"]
     assert calls == [(str(f), 3) for f in files]
     assert models["tflite_fp16"](np.zeros((1, 3, 16, 16), np.float32), None).max() == 1
-    assert models["onnx"].source["kind"] == "onnx" and models["mine"].source["kind"] == "tflite"
+
+
+def test_a_checkpoint_runner_says_where_it_came_from(tiny_ckpt):
+    ckpt, _ = tiny_ckpt
+    source = load_runners(checkpoint=ckpt)["pytorch"].source
+    assert source["kind"] == "checkpoint" and source["path"] == str(ckpt)
+    assert source["sha256"] == hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert source["arch"]["width"] == 4
 
 
 def test_clear_errors(data, tmp_path, capsys):
@@ -268,10 +281,10 @@ def test_clear_errors(data, tmp_path, capsys):
     assert main(["--data", str(data), "--out", str(tmp_path / "o")]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err
     with pytest.raises(FileNotFoundError, match="model file not found"):
-        make_model_callables(tflite=[tmp_path / "none.tflite"])
+        load_runners(tflite=[tmp_path / "none.tflite"])
     (data / "val" / "depth" / "2.png").unlink()
     with pytest.raises(Exception, match="2.png"):
-        evaluate(make_model_callables(identity=True), data, "val", tmp_path / "o", lpips_reason="off", progress=False)
+        evaluate(load_runners(identity=True), data, "val", tmp_path / "o", lpips_reason="off", progress=False)
     assert not (tmp_path / "o").exists()  # nothing half-written
 
 

@@ -196,7 +196,7 @@ def test_folder_outputs_are_atomic_and_skipped_on_rerun(tmp_path, monkeypatch, c
 
 
 def test_a_crafted_checkpoint_runs_no_code(tmp_path, capsys, crafted):
-    """--checkpoint reads weights only (issue 13, finding 1): a pickle that calls exec or os.system is
+    """--checkpoint reads weights only: a pickle that calls exec or os.system is
     refused, in one line, before anything runs."""
     path, marker = crafted
     photo, depth, _ = _photo_and_depth()

@@ -1,4 +1,4 @@
-"""Property tests of the lens model and the renderers (issue 4 acceptance).
+"""Property tests of the lens model and the renderers.
 
 Every reference below is computed independently of the renderer code: the area of a disk or a
 regular polygon, the second moment of a disk (r^2 / 2), the area of a circular segment for partial

@@ -1,5 +1,5 @@
 """One run per run folder, --ckpt_path that resumes without reconfiguring, and unreadable checkpoints
-named in one line (issue 13, probe rows 2-4; training/run_folder.py, training/__main__.py)."""
+named in one line (training/run_folder.py, training/__main__.py, training/resume.py)."""
 
 import csv
 import os
@@ -129,7 +129,7 @@ def test_resume_keeps_the_metrics_history(data, tmp_path):
 
 
 def test_ckpt_path_of_another_stage_is_refused(data, stage1_run, tmp_path):
-    from training.module import ResumeMismatchError
+    from training.resume import ResumeMismatchError
 
     _, ckpts = stage1_run
     with pytest.raises(ResumeMismatchError) as e:
@@ -154,7 +154,7 @@ def test_ckpt_path_of_another_stage_is_refused(data, stage1_run, tmp_path):
 
 
 def test_ckpt_path_with_another_width_is_refused(data, stage1_run, tmp_path):
-    from training.module import ResumeMismatchError
+    from training.resume import ResumeMismatchError
 
     _, ckpts = stage1_run
     with pytest.raises(ResumeMismatchError, match=r"model\.width=4 \(config: 8\)"):

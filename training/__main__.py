@@ -18,7 +18,7 @@ What this adds to Lightning's CLI:
 * **``--ckpt_path`` resumes; it does not reconfigure.** Lightning's CLI replaces every ``model.*``
   value of the YAML and the command line with the checkpoint's; here the config stays as given and a
   model setting that differs from the checkpoint's is an error naming it
-  (``BokehGAN._check_resumed_hparams``).
+  (``training.resume.check_resumed_hparams``).
 * **Atomic checkpoints**: ``trainer.plugins`` defaults to ``training.checkpoint_io.AtomicCheckpointIO``
   (add plugins with ``--trainer.plugins+=...`` to keep it).
 * **DDP for stage 2**: ``--trainer.strategy ddp`` (or ``ddp_spawn``) becomes its
@@ -71,7 +71,8 @@ from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from training.checkpoint import CheckpointLoadError  # noqa: E402
 from training.checkpoint_io import CheckpointFileError, check_checkpoint_file  # noqa: E402
 from training.data import BadSampleError, BokehDataModule  # noqa: E402
-from training.module import BokehGAN, ResumeMismatchError  # noqa: E402
+from training.module import BokehGAN  # noqa: E402
+from training.resume import ResumeMismatchError  # noqa: E402
 from training.run_folder import RunFolderError, clear_run, existing_run, refuse_message, run_dirs  # noqa: E402
 
 ATOMIC_IO = {"class_path": "training.checkpoint_io.AtomicCheckpointIO"}
@@ -92,7 +93,7 @@ class BokehCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         # Lightning's CLI loads --ckpt_path here and overwrites the config's model.* values with the
-        # checkpoint's hyperparameters, silently (issue 13, row 4); it also reads the file with a bare
+        # checkpoint's hyperparameters, silently; it also reads the file with a bare
         # torch.load, so a truncated last.ckpt ended in an EOFError. For fit both are left to the
         # fit: AtomicCheckpointIO names an unreadable file, and BokehGAN.on_load_checkpoint refuses a
         # checkpoint whose model settings differ from the config's. validate/test/predict keep

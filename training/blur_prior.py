@@ -1,6 +1,6 @@
 """Blur prior: fixed, parameter-free blurred copies of the photo that the generator mixes per pixel.
 
-Why (issue 11): the generator returns photo + residual. To blur a textured background by 40 px, a
+Why: the generator returns photo + residual. To blur a textured background by 40 px, a
 width-8 NAFNet had to synthesise the negative of the photo's detail through its 8 full-resolution
 channels, and it under-blurred: on a high-contrast synthetic scene at 1024×1536 it kept 8× the
 ground truth's background gradient energy, and its edge PSNR stayed 1.2 dB under the classical

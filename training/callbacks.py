@@ -77,7 +77,7 @@ class GracefulStop(Checkpoint):
     inside the signal handler, which under DDP can pair with a different collective on another rank
     and hang, and it ends the run with exit status 0 and no checkpoint. And a Python signal handler
     only runs when the main thread is between two bytecodes: a rank blocked in a collective never
-    runs it, which is how issue 16's hung DDP run "ignored" SIGTERM. Here:
+    runs it, which is how a hung DDP run "ignored" SIGTERM. Here:
 
     * the signal is read by a monitor thread from ``signal.set_wakeup_fd``, which the interpreter's C
       handler writes at once, whatever the main thread is doing; it sets a flag and forwards SIGTERM

@@ -5,7 +5,7 @@
 fsspec transaction whose temp file lives in ``$TMPDIR``; when ``$TMPDIR`` is another filesystem than
 ``runs/`` (a tmpfs ``/tmp``, a node-local ``/tmp`` with ``runs/`` on NFS) the final "move" is a copy,
 and a kill during it left a 0-byte ``last.ckpt``, once in place of the previous good one, plus a
-13 MB orphan in ``$TMPDIR`` per kill (issue 13, probe row 2). Here the temp file is written in the
+13 MB orphan in ``$TMPDIR`` per kill. Here the temp file is written in the
 checkpoint's own folder, fsynced and renamed over the old file (``common.io.atomic_write``).
 
 Loading wraps Lightning's loader so that a truncated or foreign file stops the run with one line

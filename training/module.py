@@ -24,7 +24,6 @@ means over the whole split with each image once, and ranks > 0 draw their own ra
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,14 +51,17 @@ from training.losses import (
     gradient_penalty,
 )
 from training.model import NAFNet
+from training.resume import check_resumed_hparams
 
-__all__ = ["BokehGAN", "ResumeMismatchError"]
+__all__ = ["BokehGAN"]
 
 
 class BokehGAN(L.LightningModule):
     def __init__(
         self,
-        # Generator (§3.1): NAFNet width 8, 36 NAFBlocks.
+        # Generator (§3.1): NAFNet width 8, 36 NAFBlocks. These restate NAFNet's own arguments on
+        # purpose: the Lightning CLI reads the YAML keys (model.width, ...) off this signature, and
+        # checkpoints keep them as hyperparameters (training.checkpoint.ARCH_KEYS).
         width: int = 8,
         enc_blocks: tuple[int, ...] = (2, 2, 2, 20),
         middle_blocks: int = 2,
@@ -363,7 +365,7 @@ class BokehGAN(L.LightningModule):
         """Where the logger writes (runs/stage1), without a collective.
 
         ``trainer.log_dir`` broadcasts from rank 0; called only from rank 0 (the samples) it
-        waited forever for the other ranks, which were in the checkpoint barrier (issue 16's hang).
+        waited forever for the other ranks, which were in the checkpoint barrier.
         """
         logger = self.trainer.logger
         if logger is None:
@@ -406,56 +408,5 @@ class BokehGAN(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         trainer = self._trainer
         if trainer is not None and trainer.state.fn == "fit":
-            self._check_resumed_hparams(checkpoint, trainer.ckpt_path)
+            check_resumed_hparams(dict(self.hparams), BokehGAN, checkpoint, trainer.ckpt_path)
         self.training_config = checkpoint.get("config", {}) or {}
-
-    def _check_resumed_hparams(self, checkpoint: dict[str, Any], ckpt_path: str | None) -> None:
-        """A resume continues one run: its model settings must be the checkpoint's (issue 13, row 4).
-
-        Lightning's CLI used to replace every ``model.*`` value of the YAML and the command line with
-        the checkpoint's, silently: ``--config stage2.yaml --ckpt_path <stage-1 ckpt>`` trained stage 1
-        again into runs/stage2. ``training.__main__`` no longer does, and this makes a difference an
-        error that names each value. ``RESUME_MAY_CHANGE`` lists what may differ.
-        """
-
-        saved = checkpoint.get("hyper_parameters") or {}
-        defaults = {k: p.default for k, p in inspect.signature(BokehGAN.__init__).parameters.items() if k != "self"}
-        diffs = []
-        for key, now in self.hparams.items():
-            if key in RESUME_MAY_CHANGE or key not in defaults:
-                continue
-            then = saved.get(key, defaults[key])  # a key added after the checkpoint had its default then
-            if _plain(then) != _plain(now):
-                diffs.append((key, then, now))
-        if not diffs:
-            return
-        path = Path(ckpt_path) if ckpt_path else None
-        where = f"{path}: " if path else ""
-        listed = ", ".join(f"model.{k}={_plain(a)!r} (config: {_plain(b)!r})" for k, a, b in diffs[:6])
-        more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
-        hint = ""
-        if not saved.get("adv_weight") and self.hparams.adv_weight:
-            hint = " It is a stage-1 checkpoint and the config is stage 2's."
-        run_config = path.parent.parent / "config.yaml" if path else None
-        own = f" (--config {run_config})" if run_config is not None and run_config.is_file() else ""
-        raise ResumeMismatchError(
-            f"{where}--ckpt_path resumes the run this checkpoint belongs to, but it was trained with {listed}{more}."
-            f"{hint} To resume, use the run's own settings{own}; to start a new run from its weights, pass "
-            f"--model.init_generator {path or 'CKPT'} instead of --ckpt_path."
-        )
-
-
-# Settings a resumed run may change: how fast a step runs, or where a file lives, not what a step
-# computes (init_generator only seeds a fresh run; a resume loads every weight from the checkpoint).
-RESUME_MAY_CHANGE = frozenset(
-    {"channels_last", "compile", "fused_adam", "num_sample_images", "vgg_weights", "init_generator"}
-)
-
-
-class ResumeMismatchError(ValueError):
-    """``--ckpt_path`` given with model settings that differ from the checkpoint's."""
-
-
-def _plain(v: Any) -> Any:
-    """YAML, the CLI and a checkpoint spell a sequence as a list or a tuple (1 == 1.0 already)."""
-    return [_plain(x) for x in v] if isinstance(v, (list, tuple)) else v

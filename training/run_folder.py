@@ -3,7 +3,7 @@
 The stage configs write to a fixed folder (``runs/stage1/``: ``config.yaml``, ``metrics.csv``,
 ``samples/``, ``checkpoints/{best,last}.ckpt``, ``checkpoints/model.safetensors``), so that stage 2,
 export and the README can name ``runs/stage1/checkpoints/best.ckpt``. That folder holds one run's
-history (issue 13, probe row 3):
+history:
 
 * **A fresh fit** (no ``--ckpt_path``) into a folder that already holds a run (a checkpoint or a
   ``metrics.csv`` with rows) stops before training with one line that says how to go on. Before,

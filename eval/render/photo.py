@@ -12,7 +12,8 @@ import numpy as np
 from PIL import Image
 
 from common.paths import REPO
-from eval.photos import RendererRunner, depth_for
+from eval.photos import depth_for
+from eval.runners import RendererRunner
 from export.runtime import load_runner
 from training.renderers import RENDERERS
 from training.renderers.lens import LensParams
@@ -62,7 +63,8 @@ def render_photo(
     size: tuple[int, int] = DEFAULT_SIZE,
     num_threads: int = 2,
 ) -> Rendered:
-    """:func:`render`, with the depth and lens it used (what the command writes)."""
+    """:func:`render` (its docstring gives the arguments), with the depth and lens it used (what
+    the command writes)."""
     if focus is not None and focus_disparity is not None:
         raise RenderError("give focus (a point) or focus_disparity (a depth), not both")
     runner = model if callable(model) and not isinstance(model, (str, os.PathLike)) else load_model(model, num_threads)
@@ -99,7 +101,7 @@ def render_photo(
     pad = ((0, 0), (top, canvas[0] - ch - top), (left, canvas[1] - cw - left))
     x_in, d_in = (np.pad(a, pad, mode="reflect")[None].astype(np.float32) for a in (x, d))  # (1, C, *canvas)
     try:
-        out = runner(x_in, d_in, lens.network_input().ravel()) if runner.lens_input else runner(x_in, d_in)
+        out = runner(x_in, d_in, lens)  # a depth-only model reads no lens
     except ValueError as e:  # the runner's own input checks (sizes, lens range)
         raise RenderError(f"{name_of(photo)}: {e}") from None
     out = np.asarray(out, np.float32)[0, :, top : top + ch, left : left + cw]  # (3, ch, cw)
@@ -119,15 +121,7 @@ def render(
     photo: str | os.PathLike | Image.Image | np.ndarray,
     depth: str | os.PathLike | np.ndarray | Image.Image | None = None,
     model: Any = None,
-    *,
-    depth_model: Any = None,
-    matte: Any = None,
-    focus: Sequence[float] | None = None,
-    focus_disparity: float | None = None,
-    strength: float | None = None,
-    dof: float | None = None,
-    size: tuple[int, int] = DEFAULT_SIZE,
-    num_threads: int = 2,
+    **options: Any,
 ) -> Image.Image:
     """The bokeh image of ``photo`` at its own size and orientation (a PIL RGB image).
 
@@ -138,6 +132,9 @@ def render(
     model: a .tflite / .onnx / checkpoint / .safetensors path, a renderer name ("scatter",
         "layered", "blend"), or a runner from :func:`load_model` (load once for many photos);
         None = the shipped ``bokeh_fp16.tflite``.
+
+    The keyword options are :func:`render_photo`'s:
+
     depth_model: a local DPT weights folder, or ``training.depth.load_dpt(...)``'s result.
     matte: no depth map: a person matte as the depth (True, a prepared model's path, or an
         ``eval.matte.PersonMatte``); the person stays sharp and the rest is blurred.
@@ -145,18 +142,7 @@ def render(
     focus_disparity: d_f itself, in [0, 1]. strength: K, blur radius in pixels of the model's
         input per unit of disparity. dof: half-width of the sharp band, in disparity.
     size: (H, W) to run checkpoints and renderers at (an exported model has its own).
+    num_threads: CPU threads of the runtime.
     Raises :class:`RenderError` (a ValueError) naming the file and the problem.
     """
-    return render_photo(
-        photo,
-        depth,
-        model,
-        depth_model=depth_model,
-        matte=matte,
-        focus=focus,
-        focus_disparity=focus_disparity,
-        strength=strength,
-        dof=dof,
-        size=size,
-        num_threads=num_threads,
-    ).bokeh
+    return render_photo(photo, depth, model, **options).bokeh

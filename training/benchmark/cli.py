@@ -40,6 +40,15 @@ def _workers(text: str) -> list[int]:
     return values
 
 
+# The training-speed switches a run can turn on or off: (flag, default, what it does).
+SPEED_LEVERS = (
+    ("--compile", False, "torch.compile the generator and the critics' scoring calls"),
+    ("--channels-last", False, "channels_last memory format for the networks and batches"),
+    ("--fused-adam", False, "the fused AdamW kernel (CUDA)"),
+    ("--cudnn-benchmark", True, "cudnn.benchmark on CUDA (fixed crop size: autotune once)"),
+)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m training.benchmark",
@@ -60,20 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="Lightning precision (bf16-mixed, 32-true, ...); auto: bf16-mixed on a CUDA GPU, else 32-true",
     )
-    p.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=False,
-        help="torch.compile the generator and the critics' scoring calls",
-    )
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False)
-    p.add_argument("--fused-adam", action=argparse.BooleanOptionalAction, default=False)
-    p.add_argument(
-        "--cudnn-benchmark",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="cudnn.benchmark on CUDA (fixed crop size: autotune once)",
-    )
+    for flag, default, what in SPEED_LEVERS:
+        p.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=what)
     p.add_argument("--steps", type=int, default=30, help="measured batches per stage")
     p.add_argument("--warmup", type=int, default=10, help="untimed batches first (compile, autotune, workers)")
     p.add_argument(

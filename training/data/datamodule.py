@@ -8,10 +8,11 @@ Which ids train and which validate is decided in ``training.data.splits``; each 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from training.data.dataset import BokehPairs
 from training.data.splits import train_val_split
@@ -95,32 +96,27 @@ class BokehDataModule(L.LightningDataModule):
         self.val_set = BokehPairs(vl, val_ids, None, False, self.on_bad_file, center_crop=self.val_crop, **lens)
 
     # -- loaders
-    def train_dataloader(self) -> DataLoader:
-        self.setup("fit")
-        assert self.train_set is not None
+    def _loader(self, dataset: Dataset, batch_size: int, **kwargs: Any) -> DataLoader:
         return DataLoader(
-            self.train_set,
-            batch_size=self.batch_size,
-            shuffle=True,
-            drop_last=True,
+            dataset,
+            batch_size=batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=torch.cuda.is_available(),
-            generator=torch.Generator().manual_seed(self.seed),
+            **kwargs,
         )
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        assert self.train_set is not None
+        generator = torch.Generator().manual_seed(self.seed)
+        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=True, generator=generator)
 
     def val_dataloader(self) -> DataLoader:
         self.setup("validate")
         assert self.val_set is not None
         # Full images differ in size (EBB!: 1536 or 1600 wide), so they cannot share a batch.
-        return DataLoader(
-            self.val_set,
-            batch_size=self.val_batch_size,
-            shuffle=False,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
+        return self._loader(self.val_set, self.val_batch_size, shuffle=False)
 
     def test_dataloader(self) -> DataLoader:
         return self.val_dataloader()

@@ -369,87 +369,23 @@ class MainActivity : ComponentActivity() {
         }
     }
 
-    /** N runs after warm-up for every accelerator; median and p90 of the inference stage. */
-    private fun benchmark() {
-        val p = photo ?: return
-        val d = depth ?: return  // set by the first render
-        val c = controls
-        val precision = selectedPrecision
-        val threads = selectedThreads
-        setBusy(true)
-        report.text = "benchmarking…"
-        lifecycleScope.launch {
-            val lines = withContext(inference) {
-                helper?.cleanup()
-                helper = null
-                BokehHelper.Accelerator.entries.map { accelerator ->
-                    try {
-                        val h = BokehHelper(this@MainActivity, accelerator, threads, precision)
-                        try {
-                            val b = h.benchmark(p, d, c, warmup = BENCH_WARMUP, runs = BENCH_RUNS)
-                            String.format(Locale.US, "%-6s %7.1f %7.1f", accelerator, b.medianMs, b.p90Ms)
-                        } finally {
-                            h.cleanup()
-                        }
-                    } catch (e: Exception) {
-                        String.format(Locale.US, "%-6s unavailable: %s", accelerator, e.message)
-                    }
-                }
-            }
-            report.text = String.format(
-                Locale.US, "%s · %d threads · %d×%d · %s · %d runs after %d warm-up\n%-6s %7s %7s\n",
-                Build.MODEL, threads, manifest.height, manifest.width, precision, BENCH_RUNS, BENCH_WARMUP,
-                "accel", "median", "p90",
-            ) + lines.joinToString("\n") + "\n(ms, inference only)"
-            setBusy(false)
-        }
-    }
+    private fun benchmark() = diagnose("benchmarking…") { it.benchmark(manifest) }
 
-    /**
-     * GPU output vs CPU output on the same input. The GPU delegate computes in fp16 by default;
-     * fp16 accumulation can overflow in a LayerNorm variance or a large mean, which shows up here
-     * as a low PSNR. The fp32-kernel run tells a precision problem from a delegate bug.
-     */
-    private fun compareGpuCpu() {
+    private fun compareGpuCpu() = diagnose("comparing…") { it.compareGpuCpu(spec.output.range) }
+
+    /** One of [Diagnostics]' measurements of the photo as shown, on the inference thread. */
+    private fun diagnose(busyText: String, measure: (Diagnostics) -> String) {
         val p = photo ?: return
         val d = depth ?: return  // set by the first render
-        val c = controls
-        val precision = selectedPrecision
-        val threads = selectedThreads
+        val diagnostics = Diagnostics(this, p, d, controls, selectedPrecision, selectedThreads)
         setBusy(true)
-        report.text = "comparing…"
+        report.text = busyText
         lifecycleScope.launch {
-            val text = withContext(inference) {
-                helper?.cleanup()
+            report.text = withContext(inference) {
+                helper?.cleanup()  // the measurements build their own helpers
                 helper = null
-                fun run(accelerator: BokehHelper.Accelerator, fp16: Boolean): FloatArray {
-                    val h = BokehHelper(this@MainActivity, accelerator, threads, precision, gpuPrecisionLossAllowed = fp16)
-                    try {
-                        return h.render(p, d, c).output
-                    } finally {
-                        h.cleanup()
-                    }
-                }
-                try {
-                    val range = spec.output.range
-                    val cpu = run(BokehHelper.Accelerator.CPU, fp16 = false)
-                    listOf(true, false).joinToString("\n", prefix = "$precision model, reference = CPU (XNNPACK)\n") { fp16 ->
-                        val label = if (fp16) "GPU fp16 kernels" else "GPU fp32 kernels"
-                        try {
-                            val gpu = run(BokehHelper.Accelerator.GPU, fp16)
-                            String.format(
-                                Locale.US, "%s: PSNR %.1f dB, max |diff| %.4f",
-                                label, ImageOps.psnr(gpu, cpu, range), ImageOps.maxAbsDiff(gpu, cpu),
-                            )
-                        } catch (e: Exception) {
-                            "$label: unavailable (${e.message})"
-                        }
-                    }
-                } catch (e: Exception) {
-                    "compare failed: ${e.message}"
-                }
+                measure(diagnostics)
             }
-            report.text = text
             setBusy(false)
         }
     }
@@ -474,8 +410,6 @@ class MainActivity : ComponentActivity() {
     private companion object {
         const val TAG = "BokehDemo"
         val THREAD_CHOICES = listOf(1, 2, 4, 8)
-        const val BENCH_WARMUP = 3
-        const val BENCH_RUNS = 20
         const val APERTURE_MAX_FACTOR = 3f  // as web_demo/main.js STRENGTH_MAX_FACTOR
     }
 }
