@@ -53,7 +53,7 @@ test-slow: venv
 # skips and names this script. `.ci/run` installs them before the tests.
 test-web: venv
 	bash web_demo/setup.sh
-	$(PY) -m pytest -q -m "not gpu" tests/test_web.py
+	$(PY) -m pytest -q -m "not gpu" tests/test_web_*.py
 
 test-all: venv
 	$(PY) -m pytest -q -m "not gpu"

@@ -39,6 +39,8 @@ torch.set_num_threads(min(2, os.cpu_count() or 1))
 # serves): every test that uses one is marked slow. `make test` (not slow, not gpu) then stays under
 # 3 minutes on 2 cores; `make test-slow` runs the rest, and `.ci/run` runs both.
 SLOW_FIXTURES = {"exported", "models_dir", "server"}
+# The web demo's fixtures (models_dir, server, ...), shared by tests/test_web_*.py and built once a session.
+pytest_plugins = ("tests.web_fixtures",)
 
 
 def pytest_collection_modifyitems(items) -> None:

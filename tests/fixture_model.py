@@ -389,7 +389,7 @@ DEPTH_FIXTURE_INPUT = (96, 144)  # (h, w) of the depth fixture's input; its outp
 
 
 def build_depth_fixture(path: str | os.PathLike, size: tuple[int, int] = DEPTH_FIXTURE_INPUT) -> Path:
-    """A user's depth .tflite, in the contract the page and the app read (web_demo/main.js
+    """A user's depth .tflite, in the contract the page and the app read (web_demo/depth.js
     DEPTH_MODEL, model_spec.json "depth_model"): float32 [1, h, w, 3] normalised RGB in, one
     [1, h/2, w/2] map out, bigger = nearer. Not a depth estimator: a fixed function of the pixels
     (a colour projection, 2×2 average-pooled) that makes a wrong normalisation, layout or resize

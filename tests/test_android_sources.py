@@ -11,7 +11,7 @@ Android SDK), so these tests check what can be read off its Kotlin and Gradle fi
 * the Gradle version catalog pins every dependency.
 
 Kotlin cannot run here: the ports' numerics are checked through their twins ``web_demo/autofocus.js``
-and ``web_demo/photo.js`` in ``tests/test_web.py``.
+and ``web_demo/photo.js`` in ``tests/test_web_modules.py``.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ def test_app_feeds_auto_focus_with_the_manifest_default_as_fallback():
     assert "AutoFocus.lens(" in helper and "manifest.lensDefault" in helper
     assert 'AUTO_FOCUS("auto-focus")' in helper and 'MANIFEST_DEFAULT("manifest default")' in helper
     assert "lens.source.label" in activity and "r.lens" in activity
-    # the same source labels as the web page (web_demo/main.js LENS_TAP, LENS_SLIDER)
-    web = (REPO / "web_demo" / "main.js").read_text()
+    # the same source labels as the web page (web_demo/render.js LENS_TAP, LENS_SLIDER)
+    web = (REPO / "web_demo" / "render.js").read_text()
     for label in ("tap-to-focus", "aperture slider"):
         assert f'"{label}"' in helper and f"'{label}'" in web, label
     # a tap sets d_f from the depth at the photo's resolution, the slider sets K
@@ -106,7 +106,7 @@ def test_gradle_copy_task_takes_file_names_from_the_spec():
 
 def test_kotlin_photo_constants_are_eval_renders():
     """ImageOps.kt's blend and tap constants == eval.render's (the web page's photo.js is checked
-    against the Python functions themselves in tests/test_web.py)."""
+    against the Python functions themselves in tests/test_web_modules.py)."""
     from eval import render as er
 
     kt = (KOTLIN_DIR / "org/bokehgan/demo/ImageOps.kt").read_text()

@@ -1,9 +1,9 @@
 // The project's one auto-focus, ported from Python: mirrors
 //   training.renderers.lens.auto_focus(disparity)  (= LensParams.for_photo(disparity) with its defaults)
 // so that the page feeds a lens model the lens that evaluation, training on EBB! and
-// `python -m eval` would use on the same depth map. Keep the two in step: tests/test_web.py runs
-// this module under node on several maps (one over 1,000,000 values, so the strided sample is
-// exercised) and checks the page's own choice against the Python function.
+// `python -m eval` would use on the same depth map. Keep the two in step: tests/test_web_modules.py
+// runs this module under node on several maps (one over 1,000,000 values, so the strided sample is
+// exercised) and tests/test_web_page.py checks the page's own choice against the Python function.
 //
 // For a disparity map d (H×W, [0, 1], 1 = near), flattened row-major:
 //   flat  = d, or d[:: n // 1_000_000 + 1] when it has more than 1,000,000 values

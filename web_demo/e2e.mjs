@@ -31,7 +31,8 @@
 // photo_size, frame (eval.render.model_frame's fields), focus (the last tap), latency (the panel's
 // text), after_rgba_b64 (the "after" canvas' RGBA bytes: the result at the photo's size),
 // console (browser log lines)}.
-// tests/test_web.py runs it and compares the output with the Python TFLite interpreter.
+// tests/test_web_page.py and tests/test_web_portrait.py run it and compare the output with the
+// Python TFLite interpreter.
 
 import {writeFileSync, mkdtempSync, rmSync, existsSync, readFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';

@@ -14,7 +14,7 @@
 //                (eval.render.sharp_keep): in-focus pixels keep their full-resolution detail.
 //
 // Arrays are row-major Float32Array, channels last (H×W×C). No DOM: node imports this file, and
-// tests/test_web.py checks each function against the Python one it mirrors.
+// tests/test_web_modules.py checks each function against the Python one it mirrors.
 
 export const SHARP_RADIUS = [0.5, 1.5];  // eval/render/frame.py SHARP_RADIUS (px at the photo's resolution)
 export const FOCUS_WINDOW = 0.02;        // eval/render/frame.py FOCUS_WINDOW (share of the short side)

@@ -34,7 +34,7 @@ import urllib.parse
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Same rule as main.js' defaultPrecision: a shipped model may have no fp32 file.
+# Same rule as manifest.js' defaultPrecision: a shipped model may have no fp32 file.
 PREFERRED_PRECISION = "fp16"
 
 

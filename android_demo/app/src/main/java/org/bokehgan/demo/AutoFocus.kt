@@ -20,7 +20,7 @@ import kotlin.math.floor
  * K is computed in double precision, as Python does with the two floats.
  *
  * `tests/test_android_sources.py` checks these constants against training/renderers/lens.py (the
- * app is not built in CI); the web port is checked numerically against Python by tests/test_web.py.
+ * app is not built in CI); the web port is checked numerically against Python by tests/test_web_modules.py.
  */
 object AutoFocus {
     /** lens.py AUTO_FOCUS_QUANTILE: focus on this quantile of disparity. */

@@ -410,6 +410,6 @@ class MainActivity : ComponentActivity() {
     private companion object {
         const val TAG = "BokehDemo"
         val THREAD_CHOICES = listOf(1, 2, 4, 8)
-        const val APERTURE_MAX_FACTOR = 3f  // as web_demo/main.js STRENGTH_MAX_FACTOR
+        const val APERTURE_MAX_FACTOR = 3f  // as web_demo/panel.js STRENGTH_MAX_FACTOR
     }
 }
