@@ -66,7 +66,7 @@ def _depth_full(c: dict) -> np.ndarray:
 def check_portrait_session(
     r: dict, img: np.ndarray, person: np.ndarray, download: Path, strengths: list[float], beyond_training: int = 0
 ) -> dict:
-    """The acceptance checks of issue 14 on one session (see the test below); returns the energies."""
+    """The checks of a phone user's portrait session (see the test below); returns the energies."""
     import torch
     from scipy.ndimage import binary_erosion
 
