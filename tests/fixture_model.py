@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -45,6 +44,7 @@ from common.io import atomic_write_bytes, atomic_write_text
 from common.metrics import psnr_array
 from common.paths import REPO
 from common.sizes import parse_size
+from export.command import export_command
 from export.convert import save_serving
 from export.gates import inspect_tflite
 
@@ -359,25 +359,9 @@ def export_tiny_generator(
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt = out.parent / f".{out.name}_generator.pt"
     torch.save({"generator": gen.state_dict(), "arch": arch}, ckpt)
-    cmd = [
-        sys.executable,
-        "-m",
-        "export",
-        "--checkpoint",
-        str(ckpt),
-        "--size",
-        f"{size[0]}x{size[1]}",
-        "--out",
-        str(out),
-        "--precisions",
-        ",".join(precisions),
-        "--parity-data",
-        str(parity_data),
-        "--parity-samples",
-        "1",
-        "--converter",
-        converter,
-    ]
+    cmd = export_command(
+        ckpt, size, out, precisions=precisions, parity_data=parity_data, parity_samples=1, converter=converter
+    )
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     ckpt.unlink(missing_ok=True)
     if proc.returncode != 0:
