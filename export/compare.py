@@ -33,6 +33,7 @@ import torch
 
 from common.io import atomic_write_text
 from common.paths import REPO
+from export.command import export_command
 from export.convert import ALL_CONVERTERS, CONVERTERS, LITERT_TORCH
 from export.litert_torch import LiteRTTorchUnavailable, litert_torch_python
 from training.model import NAFNet
@@ -124,31 +125,18 @@ def main(argv: list[str] | None = None) -> int:
     exports = {}
     for converter in converters:
         model_dir = out / f"nafnet_w8_random_{converter}"
-        cmd = [
-            sys.executable,
-            "-m",
-            "export",
-            "--checkpoint",
-            str(ckpt),
-            "--size",
+        cmd = export_command(
+            ckpt,
             args.size,
-            "--out",
-            str(model_dir),
-            "--converter",
-            converter,
-            "--precisions",
-            "fp32,fp16,int8",
-            "--calib-data",
-            str(args.calib_data.resolve()),
-            "--calib-samples",
-            str(args.calib_samples),
-            "--parity-samples",
-            str(args.parity_samples),
-            "--threads",
-            str(args.threads),
-        ]
-        if args.parity_data:
-            cmd += ["--parity-data", str(args.parity_data.resolve())]
+            model_dir,
+            converter=converter,
+            precisions=("fp32", "fp16", "int8"),
+            calib_data=args.calib_data.resolve(),
+            calib_samples=args.calib_samples,
+            parity_data=args.parity_data.resolve() if args.parity_data else None,
+            parity_samples=args.parity_samples,
+            threads=args.threads,
+        )
         print(f"exporting with {converter} ...", file=sys.stderr, flush=True)
         rc, wall, peak, tail = run_timed(cmd)
         if rc != 0:

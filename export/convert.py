@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["CONVERTERS", "DEFAULT_CONVERTER", "LITERT_TORCH", "ALL_CONVERTERS", "to_saved_model"]
+__all__ = ["CONVERTERS", "DEFAULT_CONVERTER", "LITERT_TORCH", "ALL_CONVERTERS", "save_serving", "to_saved_model"]
 
 CONVERTERS = ("onnx2tf", "onnx-tf")  # ONNX → TensorFlow, in the project's environment
 DEFAULT_CONVERTER = "onnx2tf"
@@ -67,7 +67,6 @@ def _onnx2tf(onnx_path: Path, saved_model_dir: Path, work_dir: Path) -> str:
     import onnx
     import onnx2tf
     import onnx2tf.onnx2tf as core
-    import tensorflow as tf
 
     # onnx2tf rewrites its input file in place (shape inference): give it a copy.
     graph = work_dir / "onnx2tf_input.onnx"
@@ -80,9 +79,18 @@ def _onnx2tf(onnx_path: Path, saved_model_dir: Path, work_dir: Path) -> str:
             output_folder_path=str(work_dir / "onnx2tf"),
             disable_strict_mode=True,
             not_use_onnxsim=True,  # already simplified by export.onnx_export
-            disable_model_save=True,  # we save the SavedModel ourselves, below
+            disable_model_save=True,  # save_serving saves it, below
             non_verbose=True,
         )
+
+    return save_serving(model, saved_model_dir)
+
+
+def save_serving(model, saved_model_dir: str | Path) -> str:
+    """Save a Keras model whose inputs are named ``image``, ``depth`` (and ``lens``) as a SavedModel
+    with one ``serving_default`` signature of those inputs and the output ``bokeh``, what
+    ``export.tflite.convert_tflite`` converts; returns its layout, "NHWC" or "NCHW"."""
+    import tensorflow as tf
 
     inputs = {t.name: t for t in model.inputs}
     names = [n for n in ("image", "depth", "lens") if n in inputs]

@@ -121,3 +121,47 @@ def crafted(request, tmp_path):
     path = tmp_path / f"crafted_{request.param}.ckpt"
     torch.save(ckpt, path, _use_new_zipfile_serialization=request.param != "bare_pickle")
     return path, marker
+
+
+# The export tests' (test_export*.py) tiny generator, its checkpoint and a data folder to calibrate
+# and check it on. Module fixtures: each module that uses one builds its own, in seconds.
+TINY_ARCH = {"width": 4, "enc_blocks": (1, 1, 1, 1), "middle_blocks": 1, "dec_blocks": (1, 1, 1, 1)}
+
+
+def tiny_generator(seed: int = 0):
+    """A width-4 NAFNet with one block a level that is not the identity (export.compare.non_identity_)."""
+    from export.compare import non_identity_
+    from training.model import NAFNet
+
+    torch.manual_seed(seed)
+    return non_identity_(NAFNet(**TINY_ARCH)).eval()
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """A split folder like the dataset's: smooth RGB PNGs and 16-bit disparity PNGs (1 = near),
+    at a size other than the export size so that the loader has to resize and crop."""
+    import numpy as np
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("data") / "val"
+    (root / "original").mkdir(parents=True)
+    (root / "depth").mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:80, 0:112] / 80.0
+    for i in range(5):
+        rgb = np.stack([np.sin(3 * xx + i), np.cos(2 * yy + i), xx * yy], -1) * 0.4 + 0.5
+        rgb = np.clip(rgb + rng.normal(0, 0.03, rgb.shape), 0, 1)
+        Image.fromarray((rgb * 255).astype(np.uint8)).save(root / "original" / f"{i}.png")
+        disparity = np.clip(1.0 - yy + 0.05 * i, 0, 1)
+        Image.fromarray((disparity * 65535).astype(np.uint16)).save(root / "depth" / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "tiny_generator.pt"
+    # The architecture rides along with the weights: load_generator infers only the width from a
+    # state dict, and this one has one block per stage.
+    torch.save({"generator": tiny_generator().state_dict(), "arch": TINY_ARCH}, path)
+    return path

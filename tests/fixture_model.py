@@ -13,7 +13,8 @@ The network is not the GAN: it is a classical depth-weighted blur plus a small r
 convolution branch, ``bokeh = image + (1 - depth) * (gauss(image) - image) + 0.05 * conv(conv([image,
 depth]))``. The blur makes the output *look* like bokeh (far = blurred) so a screenshot says
 something; the random branch makes sure CONV_2D, concatenation and the residual add of the real
-graph are exercised and that a wrong input order or layout changes the output.
+graph are exercised and that a wrong input order or layout changes the output. It is converted as
+an export is (``export.convert.save_serving``, ``export.tflite.convert_tflite``), int8 included.
 
 ``export_tiny_generator`` is the other fixture: the real pipeline (``python -m export``) on a
 tiny randomly initialised NAFNet (25-60 s on two cores), for the tests of the real chain. With
@@ -32,8 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -42,7 +44,12 @@ from common.io import atomic_write_bytes, atomic_write_text
 from common.metrics import psnr_array
 from common.paths import REPO
 from common.sizes import parse_size
+from export.command import export_command
+from export.convert import save_serving
 from export.gates import inspect_tflite
+
+if TYPE_CHECKING:  # export.samples imports the training data code (lightning): seconds
+    from export.samples import Sample
 
 __all__ = [
     "build_depth_fixture",
@@ -193,15 +200,14 @@ def write_json_atomic(path: Path, obj: dict) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2) + "\n")
 
 
-def _gpu_run(path: Path, precision: str, probe: dict[str, np.ndarray]) -> dict:
+def _gpu_run(path: Path, precision: str, probe: Sample) -> dict:
     """The export's GPU-run gate on the fixture file too (export/gpu_run.py), on the probe input."""
     from export.gpu_run import find_vulkan, gate_tflite, gpu_run_entry
 
     device, why = find_vulkan()
     if device is None:
         return gpu_run_entry(None, skipped=why)
-    nchw = tuple(np.ascontiguousarray(probe[k].transpose(0, 3, 1, 2)) for k in ("image", "depth"))
-    return gate_tflite(path, precision, [nchw], device, num_threads=1)
+    return gate_tflite(path, precision, [(probe.image, probe.depth)], device, num_threads=1)
 
 
 def _skipped_gpu_run() -> dict:
@@ -219,9 +225,15 @@ def build_fixture(
     lens: bool = False,
 ) -> Path:
     """Build the stand-in model at ``size`` (H, W), convert it, write ``manifest.json``; return out_dir.
-    ``lens=True``: the lens-conditioned stand-in (inputs image, depth, lens; ``_build_keras_lens``)."""
-    import tensorflow as tf
+    ``lens=True``: the lens-conditioned stand-in (inputs image, depth, lens; ``_build_keras_lens``).
 
+    The conversion is the exporter's own: the Keras model is saved as a SavedModel with the
+    export's signature (``export.convert.save_serving``) and converted by
+    ``export.tflite.convert_tflite``, int8 included (int8 kernels with float32 I/O, calibrated on
+    ``export.tflite.representative_dataset``), so a fixture file is what an export makes."""
+    from export.manifest import build_manifest, variant_entry, write_manifest
+    from export.samples import Sample
+    from export.tflite import FILE_NAMES, convert_tflite, representative_dataset
     from training.renderers.lens import default_lens
 
     height, width = size
@@ -231,65 +243,55 @@ def build_fixture(
     out.mkdir(parents=True, exist_ok=True)
     model = _build_keras_lens(height, width) if lens else _build_keras(height, width, seed)
     lens_default = default_lens((height, width)) if lens else None
+    nchw = (0, 3, 1, 2)
 
-    rng = np.random.default_rng(seed)
+    def sample(r: np.random.Generator) -> Sample:
+        """Random image and depth (drawn NHWC), kept NCHW as the exporter's samples are."""
+        image = r.random((1, height, width, 3), dtype=np.float32).transpose(nchw)
+        depth = r.random((1, height, width, 1), dtype=np.float32).transpose(nchw)
+        lens_arr = np.array(lens_default or (0.0, 0.0, 0.0), np.float32).reshape(1, 3, 1, 1)
+        return Sample("random", np.ascontiguousarray(image), np.ascontiguousarray(depth), lens_arr)
 
-    def sample(r: np.random.Generator) -> dict[str, np.ndarray]:
-        x = {
-            "image": r.random((1, height, width, 3), dtype=np.float32),
-            "depth": r.random((1, height, width, 1), dtype=np.float32),
-        }
-        if lens:
-            x["lens"] = np.array(lens_default, np.float32).reshape(1, 1, 1, 3)
-        return x
-
-    probe = sample(rng)
-    keras_out = model(probe).numpy()
-
-    from export.manifest import variant_entry
+    probe = sample(np.random.default_rng(seed))
+    inputs = next(representative_dataset([probe], "NHWC", lens)())  # named, NHWC: the model's inputs
+    keras_out = model(inputs).numpy()
+    # The fixture's weights are too small for dynamic-range quantisation to touch them, hence
+    # calibration on random inputs (a fixture has no data set behind it).
+    calib_rng = np.random.default_rng(seed + 1)
+    representative = representative_dataset([sample(calib_rng) for _ in range(4)], "NHWC", lens)
 
     variants = {}
-    for precision in precisions:
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-        if precision == "fp16":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.target_spec.supported_types = [tf.float16]
-        elif precision == "int8":
-            # Full-integer kernels with float32 I/O (QUANTIZE/DEQUANTIZE at the ends), so the app
-            # and page feed float32 for every variant. The fixture's weights are too small for
-            # dynamic-range quantisation to touch them, hence a representative dataset.
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            calib = np.random.default_rng(seed + 1)
-            conv.representative_dataset = lambda calib=calib: (sample(calib) for _ in range(4))
-        elif precision != "fp32":
-            raise ValueError(f"unknown precision {precision!r}")
-        content = conv.convert()
-        path = out / f"bokeh_{precision}.tflite"
-        atomic_write_bytes(path, content)
-        got = run_tflite(path, probe)["bokeh"]
-        # The exporter's own flatbuffer inspection (op census, Flex ops, rank, the analyzer's GPU
-        # verdict on the graph the delegate sees), so a fixture's manifest says what an export's would.
-        insp = inspect_tflite(content)
-        variants[precision] = variant_entry(
-            file=path.name,
-            size_bytes=len(content),
-            sha256=file_sha256(path),
-            precision=precision,
-            # No PyTorch model behind a fixture: parity is measured against the Keras model.
-            psnr_db=psnr_array(np.clip(got, 0, 1), np.clip(keras_out, 0, 1)),  # capped by variant_entry
-            max_abs_diff=float(np.max(np.abs(got - keras_out))),
-            gpu_compatible=insp.gpu_compatible,
-            flex_ops=insp.flex_ops,
-            max_tensor_rank=insp.max_tensor_rank,
-            op_census=insp.op_census,
-            # The lens fixture is for the browser tests only: the GPU-run gate is not spent on it.
-            gpu_run=_gpu_run(path, precision, probe) if not lens else _skipped_gpu_run(),
-        )
+    with tempfile.TemporaryDirectory(prefix="fixture_saved_model-") as saved_model:
+        save_serving(model, saved_model)
+        for precision in precisions:
+            # The exporter's int8 settings as they are: per-tensor weights, and its float ops (RSQRT)
+            # are not in this graph. Against TF's per-channel default the op census and the parity
+            # were the same, and the file smaller.
+            content = convert_tflite(saved_model, precision, representative)
+            path = out / FILE_NAMES[precision]
+            atomic_write_bytes(path, content)
+            got = run_tflite(path, inputs)["bokeh"]
+            # The exporter's own flatbuffer inspection (op census, Flex ops, rank, the analyzer's GPU
+            # verdict on the graph the delegate sees), so a fixture's manifest says what an export's would.
+            insp = inspect_tflite(content)
+            variants[precision] = variant_entry(
+                file=path.name,
+                size_bytes=len(content),
+                sha256=file_sha256(path),
+                precision=precision,
+                # No PyTorch model behind a fixture: parity is measured against the Keras model.
+                psnr_db=psnr_array(np.clip(got, 0, 1), np.clip(keras_out, 0, 1)),  # capped by variant_entry
+                max_abs_diff=float(np.max(np.abs(got - keras_out))),
+                gpu_compatible=insp.gpu_compatible,
+                flex_ops=insp.flex_ops,
+                max_tensor_rank=insp.max_tensor_rank,
+                op_census=insp.op_census,
+                # The lens fixture is for the browser tests only: the GPU-run gate is not spent on it.
+                gpu_run=_gpu_run(path, precision, probe) if not lens else _skipped_gpu_run(),
+            )
 
     # The exporter's own manifest code, so the fixture follows the shared schema by construction
     # (export.manifest.write_manifest validates the keys and writes atomically).
-    from export.manifest import build_manifest, write_manifest
-
     manifest = build_manifest(
         name,
         source={
@@ -357,25 +359,9 @@ def export_tiny_generator(
     out.parent.mkdir(parents=True, exist_ok=True)
     ckpt = out.parent / f".{out.name}_generator.pt"
     torch.save({"generator": gen.state_dict(), "arch": arch}, ckpt)
-    cmd = [
-        sys.executable,
-        "-m",
-        "export",
-        "--checkpoint",
-        str(ckpt),
-        "--size",
-        f"{size[0]}x{size[1]}",
-        "--out",
-        str(out),
-        "--precisions",
-        ",".join(precisions),
-        "--parity-data",
-        str(parity_data),
-        "--parity-samples",
-        "1",
-        "--converter",
-        converter,
-    ]
+    cmd = export_command(
+        ckpt, size, out, precisions=precisions, parity_data=parity_data, parity_samples=1, converter=converter
+    )
     proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     ckpt.unlink(missing_ok=True)
     if proc.returncode != 0:

@@ -43,35 +43,10 @@ REL_TOL = 1e-3
 
 
 def _cmd(config: str, root: Path, out: Path, batch: int, devices: int, *extra: str) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "training",
-        "fit",
-        "--config",
-        config,
-        "--config",
-        QUICK,
-        *TINY_CLI,
-        "--data.root",
-        str(root),
-        "--data.crop_size",
-        "64",
-        "--data.flip",
-        "false",
-        "--data.batch_size",
-        str(batch),
-        "--trainer.logger.init_args.save_dir",
-        str(out),
-        "--trainer.enable_progress_bar",
-        "false",
-        "--trainer.log_every_n_steps",
-        "1",
-        "--trainer.accelerator",
-        "cpu",
-        "--trainer.devices",
-        str(devices),
-    ]
+    cmd = [sys.executable, "-m", "training", "fit", "--config", config, "--config", QUICK, *TINY_CLI,
+           "--data.root", str(root), "--data.crop_size", "64", "--data.flip", "false", "--data.batch_size", str(batch),
+           "--trainer.logger.init_args.save_dir", str(out), "--trainer.enable_progress_bar", "false",
+           "--trainer.log_every_n_steps", "1", "--trainer.accelerator", "cpu", "--trainer.devices", str(devices)]  # fmt: skip
     if devices > 1:
         cmd += ["--trainer.strategy", "ddp"]
     return [*cmd, *extra]

@@ -86,23 +86,9 @@ def _rows(out):
 def test_cli_end_to_end(data, tiny_ckpt, tmp_path, monkeypatch):
     ckpt, gen = tiny_ckpt
     out = tmp_path / "runs" / "eval" / "t"
-    argv = [
-        "eval",
-        "--data",
-        str(data),
-        "--split",
-        "val",
-        "--checkpoint",
-        str(ckpt),
-        "--identity",
-        "--out",
-        str(out),
-        "--alexnet-weights",
-        str(tmp_path / "absent.pth"),
-        "--crops",
-        "--grid-rows",
-        "2",
-    ]
+    paths = {"--data": data, "--checkpoint": ckpt, "--out": out, "--alexnet-weights": tmp_path / "absent.pth"}
+    argv = ["eval", "--split", "val", "--identity", "--crops", "--grid-rows", "2"]
+    argv += [arg for flag, path in paths.items() for arg in (flag, str(path))]
     monkeypatch.setattr(sys, "argv", argv)
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_module("eval", run_name="__main__")  # what `python -m eval` runs

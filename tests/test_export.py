@@ -1,13 +1,15 @@
-"""Export: a tiny generator goes through ONNX → TensorFlow → TFLite and every gate, and
-each gate is shown to fail on a model built to break it.
+"""Export: a tiny generator goes through ONNX → TensorFlow → TFLite and every gate, through the
+command line: the default export (onnx2tf, fp32 + fp16 + int8), with the parity gates failing on
+perturbed copies of its files, the onnx-tf export and a lens-conditioned export.
 
-The default run does one full export (onnx2tf, fp32 + fp16 + int8) and a few one-variant exports
-of small probe models; the onnx-tf export of every precision is marked slow.
+Every test here is slow: each uses a full export (the module fixture ``exported``, marked by
+tests/conftest.py, or its own). Each gate failing on a model built to break it is in
+test_export_gates.py, the pieces of the export in test_export_pieces.py; the tiny checkpoint and
+the data folder they share (``tiny_ckpt``, ``data_dir``) are tests/conftest.py's.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 
@@ -16,92 +18,42 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torch import nn
 
 from common.hashing import file_sha256
 from common.metrics import psnr_array as psnr
-from common.sizes import parse_size
 from export.__main__ import main
+from export.command import export_args
 from export.compare import non_identity_
 from export.gates import (
     TFLITE_MIN_PSNR_DB,
     GateError,
     check_onnx_parity,
-    check_tflite_parity,
     gpu_delegate_view,
     inspect_tflite,
     parse_gpu_analyzer,
     run_gpu_analyzer,
 )
-from export.gpu_run import GPU_RUN_MIN_PSNR_DB, GpuRun, check_gpu_run, find_vulkan
+from export.gpu_run import GPU_RUN_MIN_PSNR_DB
 from export.manifest import read_manifest, validate_manifest
 from export.onnx_export import onnx_max_abs_diff
 from export.pipeline import export_model
-from export.reparam import inference_form
 from export.runtime import load_runner
-from export.samples import list_sample_ids, load_sample, pick_ids
+from export.samples import load_sample
+from tests.conftest import TINY_ARCH, tiny_generator
 from training.checkpoint import load_generator
-from training.data import BadSampleError
 from training.model import NAFBlock, NAFNet
 
 SIZE = (64, 96)
-TINY_ARCH = {"width": 4, "enc_blocks": (1, 1, 1, 1), "middle_blocks": 1, "dec_blocks": (1, 1, 1, 1)}
-
-
-def _tiny_generator(seed: int = 0) -> NAFNet:
-    torch.manual_seed(seed)
-    return non_identity_(NAFNet(**TINY_ARCH)).eval()
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    """A split folder like the dataset's: smooth RGB PNGs and 16-bit disparity PNGs (1 = near),
-    at a size other than the export size so that the loader has to resize and crop."""
-    root = tmp_path_factory.mktemp("data") / "val"
-    (root / "original").mkdir(parents=True)
-    (root / "depth").mkdir()
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[0:80, 0:112] / 80.0
-    for i in range(5):
-        rgb = np.stack([np.sin(3 * xx + i), np.cos(2 * yy + i), xx * yy], -1) * 0.4 + 0.5
-        rgb = np.clip(rgb + rng.normal(0, 0.03, rgb.shape), 0, 1)
-        Image.fromarray((rgb * 255).astype(np.uint8)).save(root / "original" / f"{i}.png")
-        disparity = np.clip(1.0 - yy + 0.05 * i, 0, 1)
-        Image.fromarray((disparity * 65535).astype(np.uint16)).save(root / "depth" / f"{i}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "tiny_generator.pt"
-    # The architecture rides along with the weights: load_generator infers only the width from a
-    # state dict, and this one has one block per stage.
-    torch.save({"generator": _tiny_generator().state_dict(), "arch": TINY_ARCH}, path)
-    return path
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, tiny_ckpt, data_dir):
     """The full default export: onnx2tf, fp32 + fp16 + int8, through the command line."""
     out = tmp_path_factory.mktemp("models") / "tiny_onnx2tf"
+    precisions = ("fp32", "fp16", "int8")
     rc = main(
-        [
-            "--checkpoint",
-            str(tiny_ckpt),
-            "--size",
-            "64x96",
-            "--out",
-            str(out),
-            "--precisions",
-            "fp32,fp16,int8",
-            "--calib-data",
-            str(data_dir),
-            "--calib-samples",
-            "3",
-            "--parity-samples",
-            "2",
-        ]
+        export_args(tiny_ckpt, SIZE, out, precisions=precisions, calib_data=data_dir, calib_samples=3, parity_samples=2)
     )
     assert rc == 0
     return out
@@ -122,7 +74,7 @@ def test_export_writes_every_file_and_a_manifest_per_schema(exported, tiny_ckpt)
     ]
     # the weights for fine-tuning are the checkpoint's, loadable without unpickling
     reloaded = load_generator(exported / "model.safetensors")
-    for k, w in _tiny_generator().state_dict().items():
+    for k, w in tiny_generator().state_dict().items():
         assert torch.equal(reloaded.generator.state_dict()[k], w), k
     m = json.loads((exported / "manifest.json").read_text())
     validate_manifest(m)
@@ -143,7 +95,7 @@ def test_export_writes_every_file_and_a_manifest_per_schema(exported, tiny_ckpt)
         # Expected counts come from the PyTorch module list, not from the file. The inference
         # form (export/reparam.py) splits each block's conv1, conv4 and depthwise conv2 in two, and
         # writes each of its two LayerNorms' channel means as two 1x1 convs (4 more per block).
-        gen = _tiny_generator()
+        gen = tiny_generator()
         n_blocks = sum(1 for mod in gen.modules() if isinstance(mod, NAFBlock))
         n_dw = sum(1 for mod in gen.modules() if isinstance(mod, nn.Conv2d) and mod.groups > 1)
         n_conv = sum(1 for mod in gen.modules() if isinstance(mod, nn.Conv2d)) - n_dw
@@ -162,7 +114,7 @@ def test_runners_agree_with_pytorch_on_a_dataset_sample(exported, tiny_ckpt, dat
     """An independent check of the parity the manifest claims, through every runner type."""
     sample = load_sample(data_dir, "4", SIZE)
     with torch.no_grad():
-        ref = _tiny_generator()(torch.from_numpy(sample.image), torch.from_numpy(sample.depth)).numpy()
+        ref = tiny_generator()(torch.from_numpy(sample.image), torch.from_numpy(sample.depth)).numpy()
     torch_runner = load_runner(tiny_ckpt)
     np.testing.assert_allclose(torch_runner(sample.image, sample.depth), ref, atol=1e-6)
     onnx_runner = load_runner(exported / "model.onnx")
@@ -229,52 +181,6 @@ def test_every_exported_file_ran_fully_on_the_gpu_accelerator(exported):
         assert run["psnr_db_vs_cpu"] >= GPU_RUN_MIN_PSNR_DB[precision], (precision, run)
 
 
-def test_gpu_run_gate_verdicts():
-    """check_gpu_run on hand-made runs: fallback to the CPU fails, as does a PSNR under the budget."""
-
-    def run(full):
-        return GpuRun("dev", "Vulkan", "CPU", "test", full, 0.0, [0.0], [])
-
-    check_gpu_run("fp16", run(True), 50.0)
-    with pytest.raises(GateError, match="gpu-run.*not fully accelerated"):
-        check_gpu_run("fp16", run(False), 99.0)
-    with pytest.raises(GateError, match="gpu-run.*>= 45 dB"):
-        check_gpu_run("fp16", run(True), 44.9)
-    with pytest.raises(GateError):
-        check_gpu_run("fp32", run(True), float("nan"))
-
-
-@pytest.mark.slow  # a GPU run on the software Vulkan device
-def test_gpu_run_gate_fails_on_a_model_the_gpu_cannot_run(tmp_path, data_dir, monkeypatch):
-    """The ARG_MAX probe, with the static analyzer's gate switched off: the run itself catches the op
-    the GPU cannot take, so the gate does not rest on the analyzer. (The analyzer's own probe, ROUND,
-    runs fine on LiteRT's GPU accelerator: the two verdicts are not the same thing.)"""
-    if find_vulkan()[0] is None:
-        pytest.skip(find_vulkan()[1])
-    import export.pipeline as pipeline
-
-    real = pipeline.gates.check_tflite_structure
-    monkeypatch.setattr(
-        pipeline.gates,
-        "check_tflite_structure",
-        lambda v, insp: real(v, dataclasses.replace(insp, gpu_compatible=True)),
-    )
-    out = tmp_path / "probe"
-    with pytest.raises(GateError) as err:
-        export_model(
-            _Probe("argmax"),
-            out,
-            (32, 48),
-            source={},
-            precisions=("fp32",),
-            parity_dir=data_dir,
-            progress=False,
-            gpu_run="require",
-        )
-    assert err.value.gate == "gpu-run" and "ARG_MAX" in str(err.value), str(err.value)
-    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == []
-
-
 def test_fp16_model_is_gpu_compatible_only_as_the_delegate_sees_it(exported):
     """TF 2.15's analyzer counts dequantised fp16 weights as runtime inputs and rejects every
     convolution; the GPU delegate folds DEQUANTIZE(fp16 constant) first, and so does the gate."""
@@ -288,45 +194,7 @@ def test_fp16_model_is_gpu_compatible_only_as_the_delegate_sees_it(exported):
     assert gpu_delegate_view(fp32) == fp32  # nothing to fold in an fp32 file
 
 
-# ---------------------------------------------------------------------------- each gate can fail
-
-
-class _Probe(nn.Module):
-    """A small image → image network whose tail uses one op chosen to break one gate."""
-
-    def __init__(self, tail: str) -> None:
-        super().__init__()
-        self.tail = tail
-        self.conv = nn.Conv2d(4, 12, 3, padding=1)
-
-    def forward(self, image: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-        x = self.conv(torch.cat([image, depth], 1))  # (B, 12, H, W)
-        if self.tail == "erf":  # TFLite has no builtin Erf: it becomes FlexErf
-            return image + torch.erf(x[:, :3])
-        if self.tail == "pixelshuffle":  # DepthToSpace lowers to rank-6 reshape/transpose
-            return nn.functional.pixel_shuffle(x, 2)[:, :3, ::2, ::2]
-        if self.tail == "round":  # a builtin op TF 2.15's analyzer rejects (LiteRT's GPU runs it)
-            return image + torch.round(x[:, :3])
-        if self.tail == "argmax":  # int64 tensors: LiteRT's GPU accelerator cannot take them
-            return image + torch.argmax(x[:, :3], 1, keepdim=True).float()
-        raise ValueError(self.tail)
-
-
-@pytest.mark.parametrize(
-    "tail, gate, words",
-    [
-        ("erf", "builtin-ops", "FlexErf"),
-        ("pixelshuffle", "tensor-rank", "rank 6"),
-        ("round", "gpu-compatibility", "ROUND"),
-    ],
-)
-def test_structural_gates_fail_with_a_clear_message_and_leave_nothing(tmp_path, data_dir, tail, gate, words):
-    out = tmp_path / "probe"
-    with pytest.raises(GateError) as err:
-        export_model(_Probe(tail), out, (32, 48), source={}, precisions=("fp32",), parity_dir=data_dir, progress=False)
-    assert err.value.gate == gate and words in str(err.value) and "required" in str(err.value)
-    assert not out.exists()
-    assert [p.name for p in tmp_path.iterdir()] == []  # no work folder left behind either
+# ---------------------------------------------------------------------------- the parity gates fail on it
 
 
 def _perturbed(content: bytes) -> bytes:
@@ -341,25 +209,6 @@ def _perturbed(content: bytes) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def test_a_killed_exports_work_folder_is_removed_by_the_next_export(tmp_path):
-    """Probe row 7: a killed export's hidden work folder used to stay forever. The next export to
-    the same place removes it when its process is gone, and leaves a running export's alone."""
-    import subprocess
-    import sys
-
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    dead_pid = int(dead.stdout)
-    stale = tmp_path / f".probe.tmp-{dead_pid}-abc123"
-    running = tmp_path / f".probe.tmp-{os.getppid()}-def456"  # pytest's parent: alive
-    for d in (stale, running):
-        d.mkdir()
-        (d / "bokeh_fp32.tflite").write_bytes(b"half-written")
-    from export.pipeline import _remove_stale_work  # what export_model runs first
-
-    assert _remove_stale_work(tmp_path / "probe") == [stale]
-    assert not stale.exists() and running.exists()
-
-
 def test_parity_gate_fails_on_a_perturbed_tflite_and_keeps_the_previous_export(exported, data_dir, monkeypatch):
     import export.pipeline as pipeline
 
@@ -368,7 +217,7 @@ def test_parity_gate_fails_on_a_perturbed_tflite_and_keeps_the_previous_export(e
     monkeypatch.setattr(pipeline, "convert_tflite", lambda *a, **k: _perturbed(real(*a, **k)))
     with pytest.raises(GateError) as err:
         export_model(
-            _tiny_generator(), exported, SIZE, source={}, precisions=("fp32",), parity_dir=data_dir, progress=False
+            tiny_generator(), exported, SIZE, source={}, precisions=("fp32",), parity_dir=data_dir, progress=False
         )
     assert err.value.gate == "tflite-parity" and "PSNR vs PyTorch" in str(err.value) and ">= 60 dB" in str(err.value)
     # The failed re-export into an existing folder left the earlier, good export untouched.
@@ -388,7 +237,7 @@ def test_onnx_parity_gate_fails_on_a_perturbed_onnx(exported, data_dir, tmp_path
     onnx.save(model, str(tmp_path / "perturbed.onnx"))
     sample = load_sample(data_dir, "0", SIZE)
     with torch.no_grad():
-        ref = _tiny_generator()(torch.from_numpy(sample.image), torch.from_numpy(sample.depth)).numpy()
+        ref = tiny_generator()(torch.from_numpy(sample.image), torch.from_numpy(sample.depth)).numpy()
     good = onnx_max_abs_diff(exported / "model.onnx", [(sample.image, sample.depth)], [ref])
     bad = onnx_max_abs_diff(tmp_path / "perturbed.onnx", [(sample.image, sample.depth)], [ref])
     check_onnx_parity(good)
@@ -396,188 +245,14 @@ def test_onnx_parity_gate_fails_on_a_perturbed_onnx(exported, data_dir, tmp_path
         check_onnx_parity(bad)
 
 
-def test_missing_checkpoint_is_a_clear_error_and_writes_nothing(tmp_path, data_dir, capsys):
-    out = tmp_path / "model"
-    rc = main(
-        [
-            "--checkpoint",
-            str(tmp_path / "nope.ckpt"),
-            "--size",
-            "64x96",
-            "--out",
-            str(out),
-            "--calib-data",
-            str(data_dir),
-        ]
-    )
-    assert rc == 2
-    assert "nope.ckpt" in capsys.readouterr().err
-    assert not out.exists()
-
-
-def test_a_folder_that_is_not_an_export_is_never_replaced(tmp_path, tiny_ckpt, data_dir, capsys):
-    (tmp_path / "notes.txt").write_text("keep me")
-    rc = main(
-        [
-            "--checkpoint",
-            str(tiny_ckpt),
-            "--size",
-            "64x96",
-            "--out",
-            str(tmp_path),
-            "--precisions",
-            "fp32",
-            "--parity-data",
-            str(data_dir),
-        ]
-    )
-    assert rc == 2 and "not an exported model" in capsys.readouterr().err
-    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
-
-
-def test_out_where_one_cannot_write_is_one_clear_error(tmp_path, tiny_ckpt, data_dir, capsys, monkeypatch):
-    """Probe row 8: --out on a read-only path named a hidden temp folder in a traceback. (The tests
-    run as root, which no permission stops, so the refusal is simulated where the export meets it.)"""
-    import export.pipeline as pipeline
-
-    def refuse(*a, **k):
-        raise PermissionError(13, "Permission denied", k.get("dir"))
-
-    monkeypatch.setattr(pipeline.tempfile, "mkdtemp", refuse)
-    out = tmp_path / "ro" / "model"
-    rc = main(
-        [
-            "--checkpoint",
-            str(tiny_ckpt),
-            "--size",
-            "64x96",
-            "--out",
-            str(out),
-            "--precisions",
-            "fp32",
-            "--parity-data",
-            str(data_dir),
-        ]
-    )
-    err = capsys.readouterr().err
-    assert rc == 2 and f"--out {out}: cannot write in {out.parent} (Permission denied)" in err, err
-    assert "Traceback" not in err
-
-
-def test_int8_without_calibration_data_is_refused(tmp_path, tiny_ckpt, data_dir, capsys):
-    out = tmp_path / "model"
-    rc = main(
-        [
-            "--checkpoint",
-            str(tiny_ckpt),
-            "--size",
-            "64x96",
-            "--out",
-            str(out),
-            "--parity-data",
-            str(data_dir),
-            "--precisions",
-            "fp16,int8",
-        ]
-    )
-    assert rc == 2 and "--calib-data" in capsys.readouterr().err and not out.exists()
-
-
-# ---------------------------------------------------------------------------- the pieces
-
-
-def test_gate_thresholds_and_psnr():
-    # PSNR of a constant error e against peak 1 is -20 log10(e): 0.1 -> 20 dB, 0.001 -> 60 dB.
-    ref = np.zeros((1, 3, 4, 4), np.float32)
-    assert psnr(ref + 0.1, ref) == pytest.approx(20.0, abs=1e-4)
-    assert psnr(ref + 0.001, ref) == pytest.approx(60.0, abs=1e-3)
-    check_tflite_parity("fp32", 60.0)
-    with pytest.raises(GateError):
-        check_tflite_parity("fp32", 59.99)
-    check_tflite_parity("int8", 32.0)
-    with pytest.raises(GateError):
-        check_tflite_parity("int8", float("nan"))
-    with pytest.raises(GateError):
-        check_onnx_parity(1.01e-4)
-
-
-def test_gpu_analyzer_report_parsing():
-    ok = "...\nYour model looks compatible with GPU delegate on TFLite runtime version 2.15.1.\n..."
-    assert parse_gpu_analyzer(ok) == (True, [])
-    bad = "GPU COMPATIBILITY WARNING: Not supported op ROUND\n" + ok
-    assert parse_gpu_analyzer(bad) == (False, ["GPU COMPATIBILITY WARNING: Not supported op ROUND"])
-    assert parse_gpu_analyzer("")[0] is False
-
-
-def test_samples_read_16bit_disparity_and_crop_to_size(data_dir, tmp_path):
-    assert list_sample_ids(data_dir) == ["0", "1", "2", "3", "4"]
-    s = load_sample(data_dir, "2", (80, 112))  # the stored size: no resampling
-    stored = np.asarray(Image.open(data_dir / "depth" / "2.png")).astype(np.float64) / 65535.0
-    np.testing.assert_allclose(s.depth[0, 0], stored, atol=1e-6)
-    rgb = np.asarray(Image.open(data_dir / "original" / "2.png")).astype(np.float32) / 255.0
-    np.testing.assert_allclose(s.image[0].transpose(1, 2, 0), rgb, atol=1e-6)
-    s = load_sample(data_dir, "2", SIZE)
-    assert s.image.shape == (1, 3, *SIZE) and s.depth.shape == (1, 1, *SIZE)
-    assert s.depth.min() >= 0 and s.depth.max() <= 1
-    assert pick_ids([str(i) for i in range(10)], 3) == ["0", "4", "9"]
-    assert pick_ids(["0", "1", "2", "3"], 2, exclude={"0", "3"}) == ["1", "2"]
-    (data_dir.parent / "broken" / "original").mkdir(parents=True)
-    (data_dir.parent / "broken" / "depth").mkdir()
-    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(data_dir.parent / "broken" / "original" / "7.png")
-    with pytest.raises(FileNotFoundError, match=r"no depth map .*'7'"):
-        list_sample_ids(data_dir.parent / "broken")
-    (data_dir.parent / "broken" / "original" / "7.png").write_bytes(b"not a png")
-    Image.fromarray(np.zeros((16, 16), np.uint16)).save(data_dir.parent / "broken" / "depth" / "7.png")
-    with pytest.raises(BadSampleError, match=r"7\.png"):
-        load_sample(data_dir.parent / "broken", "7", (16, 16))
-
-
-def test_inference_form_computes_the_same_function_without_channel_slices():
-    gen = _tiny_generator()
-    form = inference_form(gen)
-    image, depth = torch.rand(2, 3, 32, 48), torch.rand(2, 1, 32, 48)
-    with torch.no_grad():
-        ref, out = gen(image, depth), form(image, depth)
-    assert (ref - image).abs().max() > 0.05  # the network does something
-    torch.testing.assert_close(out, ref, atol=2e-6, rtol=0)
-    assert not any(isinstance(m, NAFBlock) for m in form.modules())
-    assert all(isinstance(m, NAFBlock) for m in gen.encoders[0])  # the original is left as it was
-    # LayerNorm affine, β and γ are folded: 4 (norm) + 2 (β, γ) vectors of C per block fewer.
-    blocks = [m for m in gen.modules() if isinstance(m, NAFBlock)]
-    folded = sum(6 * b.conv3.out_channels for b in blocks)
-    assert sum(p.numel() for p in form.parameters()) == sum(p.numel() for p in gen.parameters()) - folded
-
-
-def test_parse_size():
-    assert parse_size("1024x1536") == (1024, 1536)
-    for bad in ("1024", "1000x1536", "axb", "0x16"):
-        with pytest.raises(ValueError):
-            parse_size(bad)
-    assert parse_size("3008x4000") == (3008, 4000)  # a 12 Mpx photo
-    with pytest.raises(ValueError, match="Mpx"):  # an allocator traceback minutes in, before
-        parse_size("16384x16384")
+# ---------------------------------------------------------------------------- the paper's converter
 
 
 @pytest.mark.slow
 def test_onnx_tf_export_every_precision(tmp_path, tiny_ckpt, data_dir):
     """The paper's converter: NCHW in and out, TRANSPOSE ops around the convolutions."""
     out = tmp_path / "tiny_onnx_tf"
-    rc = main(
-        [
-            "--checkpoint",
-            str(tiny_ckpt),
-            "--size",
-            "64x96",
-            "--out",
-            str(out),
-            "--converter",
-            "onnx-tf",
-            "--calib-data",
-            str(data_dir),
-            "--calib-samples",
-            "3",
-        ]
-    )
+    rc = main(export_args(tiny_ckpt, SIZE, out, converter="onnx-tf", calib_data=data_dir, calib_samples=3))
     assert rc == 0
     m = read_manifest(out)
     assert m["converter"] == "onnx-tf" and m["inputs"][0]["layout"] == "NCHW"
@@ -607,25 +282,7 @@ def test_lens_model_exports_with_a_documented_lens_input(tmp_path, data_dir):
     ckpt = tmp_path / "lens.pt"
     torch.save({"generator": gen.state_dict(), "arch": {**TINY_ARCH, "lens_input": True}}, ckpt)
     out = tmp_path / "lens_model"
-    assert (
-        main(
-            [
-                "--checkpoint",
-                str(ckpt),
-                "--size",
-                "64x96",
-                "--out",
-                str(out),
-                "--calib-data",
-                str(data_dir),
-                "--calib-samples",
-                "3",
-                "--parity-samples",
-                "2",
-            ]
-        )
-        == 0
-    )
+    assert main(export_args(ckpt, SIZE, out, calib_data=data_dir, calib_samples=3, parity_samples=2)) == 0
     manifest = read_manifest(out)
     lens_spec = manifest["inputs"][2]
     assert lens_spec["name"] == "lens" and lens_spec["values"] == ["d_f", "K", "dof"]
