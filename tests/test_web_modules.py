@@ -19,6 +19,7 @@ from tests.web_fixtures import NODE, REPO, WEB, assert_lens_matches_python, need
 
 def _run_node(script: str, module: Path, jobs: list, tmp_path: Path) -> list:
     """``script`` run by node on ``module`` (web_demo/<name>.js) and ``jobs`` (as JSON): its JSON output."""
+    assert NODE is not None  # the callers are marked needs_node
     (tmp_path / "jobs.json").write_text(json.dumps(jobs))
     proc = subprocess.run(
         [NODE, "--input-type=module", "-e", script, module.as_uri(), str(tmp_path / "jobs.json")],
