@@ -40,6 +40,7 @@ from pathlib import Path
 
 from common.io import atomic_write_text
 from common.paths import REPO
+from export.command import export_command
 from export.gates import TFLITE_MIN_PSNR_DB
 from training.losses import find_vgg19_weights
 
@@ -214,23 +215,14 @@ def build_stages(args: argparse.Namespace) -> list[Stage]:
         ),
         Stage(
             "export",
-            [
-                py,
-                "-m",
-                "export",
-                "--checkpoint",
-                str(stage2_ckpt),
-                "--size",
+            export_command(
+                stage2_ckpt,
                 args.size,
-                "--out",
-                str(tflite),
-                "--precisions",
-                "fp32,fp16,int8",
-                "--calib-data",
-                str(data / "train"),
-                "--parity-data",
-                str(data / "val"),
-            ],
+                tflite,
+                precisions=("fp32", "fp16", "int8"),
+                calib_data=data / "train",
+                parity_data=data / "val",
+            ),
             [tflite / "manifest.json"],
             code("export"),
         ),

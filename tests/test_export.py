@@ -10,6 +10,7 @@ the data folder they share (``tiny_ckpt``, ``data_dir``) are tests/conftest.py's
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -117,12 +118,18 @@ def test_runners_agree_with_pytorch_on_a_dataset_sample(exported, tiny_ckpt, dat
         ref = tiny_generator()(torch.from_numpy(sample.image), torch.from_numpy(sample.depth)).numpy()
     torch_runner = load_runner(tiny_ckpt)
     np.testing.assert_allclose(torch_runner(sample.image, sample.depth), ref, atol=1e-6)
+
+    def where_from(kind, path):  # what a report says of the file, with an independent hash
+        return {"kind": kind, "path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest(), "threads": 2}
+
     onnx_runner = load_runner(exported / "model.onnx")
     assert onnx_runner.input_size == SIZE and onnx_runner.name == "tiny_onnx2tf"
+    assert onnx_runner.source == where_from("onnx", exported / "model.onnx")
     assert np.abs(onnx_runner(sample.image, sample.depth) - ref).max() <= 1e-4
     for precision in ("fp32", "fp16", "int8"):
         runner = load_runner(exported / f"bokeh_{precision}.tflite")
         assert runner.precision == precision and runner.input_size == SIZE and runner.layout == "NHWC"
+        assert runner.source == where_from("tflite", exported / f"bokeh_{precision}.tflite")
         out = runner(sample.image, sample.depth)
         assert out.shape == (1, 3, *SIZE) and out.dtype == np.float32
         assert psnr(out, ref) >= TFLITE_MIN_PSNR_DB[precision]
