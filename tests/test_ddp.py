@@ -1,4 +1,4 @@
-"""Both stages under Lightning DDP on two CPU processes (gloo), against one process (issue 16).
+"""Both stages under Lightning DDP on two CPU processes (gloo), against one process.
 
 Every run is `python -m training fit ... --trainer.accelerator cpu --trainer.devices 2
 --trainer.strategy ddp`, as a user types it: Lightning's launcher starts rank 1 as a child of the
@@ -36,7 +36,7 @@ from tests.conftest import QUICK, REPO, STAGE1, STAGE2, TINY_CLI, write_pairs
 pytestmark = pytest.mark.slow
 
 TINY = dict(width=4, enc_blocks=(1, 1, 1, 1), dec_blocks=(1, 1, 1, 1), middle_blocks=1)
-# A run that has not finished in this long is hung (issue 16's DDP run waited forever). Generous:
+# A run that has not finished in this long is hung (the first DDP run waited forever). Generous:
 # on the 2-core build machine, sharing it with a training job, one run took up to 5 minutes.
 TIMEOUT_S = float(os.environ.get("BOKEH_DDP_TEST_TIMEOUT", 900))
 REL_TOL = 1e-3
@@ -404,7 +404,7 @@ def test_ddp_run_stops_on_sigterm_at_the_next_step_with_last_ckpt(data, tmp_path
 
 def test_ddp_run_with_a_stuck_rank_stops_on_sigterm_within_the_grace_period(data, tmp_path):
     """Rank 1 stops taking part at step 3, so rank 0 blocks in its next collective: the state in
-    which issue 16's run ignored SIGTERM for 10 minutes. It must end grace_s after SIGTERM."""
+    which the first DDP run ignored SIGTERM for 10 minutes. It must end grace_s after SIGTERM."""
     p, progress = _start_long_run(
         data,
         tmp_path,
