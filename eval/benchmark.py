@@ -263,8 +263,9 @@ def main(argv: list[str] | None = None) -> int:
         help="PyTorch checkpoint or model.safetensors (default: the manifest's source checkpoint)",
     )
     p.add_argument("--size", default="1024x1536", help="input size HEIGHTxWIDTH (default 1024x1536)")
-    for flag, default in (("--threads", 2), ("--warmup", 2), ("--runs", 5)):
-        p.add_argument(flag, type=int, default=default, help=f"(default {default})")
+    for name in ("threads", "warmup", "runs"):
+        default = getattr(Timing, name)  # the dataclass's own default: one place for it
+        p.add_argument(f"--{name}", type=int, default=default, help=f"(default {default})")
     p.add_argument("--json", type=Path, help="also write the results as JSON")
     p.add_argument(
         "--keep-denormals",
@@ -318,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         _write_json(
             args.json,
-            {"device": cpu_model(), **asdict(timing), "size": list(size), "results": rows, "table": table},
+            {"device": cpu_model(), **asdict(timing), "results": rows, "table": table},
         )
     return 0
 

@@ -79,8 +79,8 @@ def split_name(spec: str | os.PathLike) -> tuple[str | None, str]:
 
 
 def _default_name(kind: str, path: str, count: int) -> str:
-    """ "pytorch" / "onnx" for a single file, else "<kind>_<stem>"; a TFLite file by its precision
-    ("tflite_fp16" for ``bokeh_fp16.tflite``), as the exporter names them."""
+    """The table name of an unnamed file: "pytorch" / "onnx" when it is the only one of its kind,
+    else "<kind>_<stem>"; a TFLite file by its precision ("tflite_fp16" for ``bokeh_fp16.tflite``)."""
     stem = Path(path).stem
     if kind == "tflite":
         return "tflite_" + stem.removeprefix("bokeh_")
